@@ -1,0 +1,64 @@
+"""modelcycle: the whole life of datasets and models in one tool.
+
+import modelcycle as mc
+ws = mc.Workspace.create("demo")
+v = ws.datasets.add("iris", "iris.csv").version
+"""
+
+__version__ = "0.1.0.dev0"
+
+from typing import TYPE_CHECKING, Any
+
+from modelcycle.core.errors import (
+    BlobCorruptedError,
+    ConflictError,
+    InputDataError,
+    IntegrityError,
+    ModelcycleError,
+    NotFoundError,
+    RecipeError,
+    RefError,
+    RulesError,
+    StorageError,
+    UsageError,
+    ValidationFailed,
+    WorkspaceNotFoundError,
+)
+
+if TYPE_CHECKING:
+    from modelcycle.api import Workspace
+    from modelcycle.data.recipes import Recipe
+
+
+def __getattr__(name: str) -> Any:
+    # Workspace needs SQLAlchemy and Recipe needs polars: importing them on first use keeps
+    # `import modelcycle` light, which the CLI's quick commands rely on.
+    if name == "Workspace":
+        from modelcycle.api import Workspace
+
+        return Workspace
+    if name == "Recipe":
+        from modelcycle.data.recipes import Recipe
+
+        return Recipe
+    raise AttributeError(f"module 'modelcycle' has no attribute {name!r}")
+
+
+__all__ = [
+    "BlobCorruptedError",
+    "ConflictError",
+    "InputDataError",
+    "IntegrityError",
+    "ModelcycleError",
+    "NotFoundError",
+    "Recipe",
+    "RecipeError",
+    "RefError",
+    "RulesError",
+    "StorageError",
+    "UsageError",
+    "ValidationFailed",
+    "Workspace",
+    "WorkspaceNotFoundError",
+    "__version__",
+]

@@ -1,0 +1,122 @@
+"""The workspace: the one object a Python user, the CLI and the server all start from."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from pathlib import Path
+from typing import Any
+
+from modelcycle.blobs import BlobStore, open_blob_store
+from modelcycle.core.config import (
+    CONFIG_NAME,
+    DEFAULT_BLOBS,
+    DEFAULT_STORE,
+    WorkspaceConfig,
+    find_workspace_root,
+)
+from modelcycle.core.errors import ConflictError
+from modelcycle.core.progress import Progress
+from modelcycle.data.maintenance import FsckReport, GcReport, fsck, gc
+from modelcycle.data.service import DatasetService
+from modelcycle.store.metadata import EventRecord, MetadataStore
+
+
+def _actor() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid:{os.getuid()}"
+
+
+class Workspace:
+    """A modelcycle workspace: a metadata store, a blob store and local state.
+
+    >>> ws = Workspace.create("my-project")          # doctest: +SKIP
+    >>> ws.datasets.add("iris", "iris.csv")          # doctest: +SKIP
+    """
+
+    def __init__(self, config: WorkspaceConfig, *, actor: str | None = None) -> None:
+        self.config = config
+        self.root = config.root
+        self.actor = actor or _actor()
+        self.store = MetadataStore(config.resolved_store_url(), actor=self.actor)
+        self.blobs: BlobStore = open_blob_store(config.resolved_blobs_url(), config.blobs_options)
+        self.datasets = DatasetService(self.store, self.blobs, config.state_dir)
+
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike[str] = ".",
+        *,
+        store: str | None = None,
+        blobs: str | None = None,
+        blobs_options: dict[str, str] | None = None,
+        exist_ok: bool = False,
+    ) -> Workspace:
+        """Create a workspace at ``path`` (writes ``modelcycle.toml``) and open it."""
+        root = Path(path).expanduser().resolve()
+        if (root / CONFIG_NAME).exists():
+            if not exist_ok:
+                raise ConflictError(
+                    f"{root} is already a modelcycle workspace",
+                    hint="open it with Workspace.open, or choose another folder",
+                )
+            return cls.open(root)
+        config = WorkspaceConfig(
+            root, store or DEFAULT_STORE, blobs or DEFAULT_BLOBS, dict(blobs_options or {})
+        )
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        (config.state_dir / ".gitignore").write_text("*\n")
+        workspace = cls(config)  # opens the stores: fails here, before the file is written
+        tmp = root / f".{CONFIG_NAME}.tmp"
+        tmp.write_text(config.to_toml(), encoding="utf-8")
+        os.replace(tmp, root / CONFIG_NAME)
+        workspace.store.record_event(
+            "workspace.created", str(root), {"store": config.store_url, "blobs": config.blobs_url}
+        )
+        return workspace
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str] | None = None) -> Workspace:
+        """Open the workspace at ``path``; with no path, MODELCYCLE_WORKSPACE or the nearest
+        folder at or above the current one that holds ``modelcycle.toml``."""
+        root = Path(path).expanduser().resolve() if path is not None else find_workspace_root()
+        return cls(WorkspaceConfig.load(root))
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def fsck(self, *, verify: bool = True, progress: Progress | None = None) -> FsckReport:
+        """Verify every reference and (with ``verify``) every blob's hash."""
+        return fsck(self.store, self.blobs, verify=verify, progress=progress)
+
+    def gc(self, *, dry_run: bool = False, grace_seconds: float = 3600.0) -> GcReport:
+        """Remove blobs that no live version references."""
+        return gc(
+            self.store,
+            self.blobs,
+            dry_run=dry_run,
+            grace_seconds=grace_seconds,
+            scratch_dir=self.config.state_dir / "tmp",
+        )
+
+    def events(
+        self, *, limit: int = 100, kind: str | None = None, subject: str | None = None
+    ) -> list[EventRecord]:
+        """The newest ``limit`` events of the audit log, oldest first."""
+        return self.store.events(limit=limit, kind=kind, subject=subject)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "root": str(self.root),
+            "store": self.config.store_url,
+            "blobs": self.config.blobs_url,
+            "actor": self.actor,
+        }

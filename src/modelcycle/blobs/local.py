@@ -1,0 +1,237 @@
+"""Blobs in a local folder: ``ROOT/ab/cdef…``, read-only files, made durable per batch.
+
+A batch writes every new blob to a temporary name in its shard folder first
+(``ROOT/ab/.tmp-cdef….PID``), syncs the filesystem once, renames the files into place and
+syncs again. A blob under its final name is therefore always complete, even after a
+crash, and a crash costs at most unreferenced blobs and ``.tmp-`` leftovers (``gc``
+removes both). One filesystem sync per batch instead of one fsync
+per file is what makes adding 20,000 small files fast.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import BinaryIO
+
+from modelcycle.blobs.base import BlobBatch, BlobStore, PutResult, shard
+from modelcycle.core.errors import StorageError
+from modelcycle.core.hashing import hash_bytes
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def syncfs(path: Path) -> None:
+    """Flush every dirty page of the filesystem holding ``path`` to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if getattr(_libc, "syncfs", None) is None or _libc.syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
+
+
+def storage_error(e: OSError, where: Path | str) -> StorageError:
+    if e.errno == errno.ENOSPC:
+        return StorageError(
+            f"the disk holding {where} is full",
+            hint="free some space (`modelcycle gc` removes unreferenced blobs) and retry",
+        )
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return StorageError(
+            f"cannot write to {where}: {e.strerror}",
+            hint="check the folder's permissions, or point [blobs] url in modelcycle.toml "
+            "elsewhere",
+        )
+    return StorageError(f"blob store error at {where}: {e}", hint="check the disk and retry")
+
+
+class LocalBlobStore(BlobStore):
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.url = str(self.root)
+
+    def path(self, oid: str) -> Path:
+        return self.root / shard(oid)
+
+    def exists(self, oid: str) -> bool:
+        return os.path.exists(self.root / shard(oid))
+
+    def batch(self) -> LocalBatch:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise storage_error(e, self.root) from e
+        return LocalBatch(self)
+
+    def open_raw(self, oid: str) -> BinaryIO:
+        try:
+            return open(self.path(oid), "rb")
+        except FileNotFoundError:
+            raise self._missing(oid) from None
+
+    def size(self, oid: str) -> int:
+        try:
+            return self.path(oid).stat().st_size
+        except FileNotFoundError:
+            raise self._missing(oid) from None
+
+    def iter_oids(self) -> Iterator[str]:
+        if not self.root.is_dir():
+            return
+        for top in os.scandir(self.root):
+            if len(top.name) != 2 or not top.is_dir():
+                continue
+            for entry in os.scandir(top.path):
+                if not entry.name.startswith("."):
+                    yield top.name + entry.name
+
+    def remove(self, oid: str) -> None:
+        self.path(oid).unlink(missing_ok=True)
+
+    def iter_temp_files(self) -> Iterator[Path]:
+        """Leftovers of interrupted batches (``ab/.tmp-…``) and of older layouts (``tmp/``)."""
+        if not self.root.is_dir():
+            return
+        for top in os.scandir(self.root):
+            if top.name == "tmp" and top.is_dir():
+                yield from (Path(e.path) for e in os.scandir(top.path))
+            elif len(top.name) == 2 and top.is_dir():
+                for entry in os.scandir(top.path):
+                    if entry.name.startswith(".tmp-"):
+                        yield Path(entry.path)
+
+
+def _rename_into(src: str | os.PathLike[str], tmp: Path) -> bool:
+    """Rename ``src`` to ``tmp``; False when they are on different filesystems."""
+    try:
+        tmp.parent.mkdir(exist_ok=True)
+        os.rename(src, tmp)
+    except OSError as e:
+        if e.errno == errno.EXDEV:
+            return False
+        raise
+    return True
+
+
+def _rename_all(pairs: list[tuple[Path, Path]]) -> None:
+    for src, dest in pairs:
+        os.replace(src, dest)
+
+
+class LocalBatch(BlobBatch):
+    def __init__(self, store: LocalBlobStore) -> None:
+        self.store = store
+        self._pending: dict[str, Path] = {}
+        # Names stored in each shard folder, listed once on first use: one listdir per
+        # shard is much cheaper than one stat per blob when a batch holds many blobs.
+        self._listed: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def _claim(self, oid: str) -> bool:
+        """True when this call must write ``oid`` (not stored, not pending)."""
+        top = oid[:2]
+        with self._lock:
+            if oid in self._pending:
+                return False
+            listed = self._listed.get(top)
+        if listed is None:
+            try:
+                listed = set(os.listdir(self.store.root / top))
+            except FileNotFoundError:
+                listed = set()
+            with self._lock:
+                listed = self._listed.setdefault(top, listed)
+        with self._lock:
+            # A blob another process stores after the listing is simply written again:
+            # same bytes, and the rename replaces it atomically.
+            if oid in self._pending or oid[2:] in listed:
+                return False
+            self._pending[oid] = self.store.root / top / f".tmp-{oid[2:]}.{os.getpid()}"
+            return True
+
+    def _open_tmp(self, tmp: Path) -> int:
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
+        except FileNotFoundError:
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
+
+    def put_file(
+        self, path: str | os.PathLike[str], oid: str, size: int, *, move: bool = False
+    ) -> PutResult:
+        if not self._claim(oid):
+            return PutResult(oid, size, added=False)
+        tmp = self._pending[oid]
+        try:
+            if move and _rename_into(path, tmp):
+                os.chmod(tmp, 0o444)
+                return PutResult(oid, size, added=True)
+            try:
+                shutil.copyfile(path, tmp)
+            except FileNotFoundError:
+                if not os.path.exists(path):
+                    raise
+                tmp.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, tmp)
+            os.chmod(tmp, 0o444)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise storage_error(e, self.store.root) from e
+        return PutResult(oid, size, added=True)
+
+    def put_bytes(self, data: bytes, oid: str | None = None) -> PutResult:
+        oid = oid or hash_bytes(data)
+        if not self._claim(oid):
+            return PutResult(oid, len(data), added=False)
+        tmp = self._pending[oid]
+        try:
+            fd = self._open_tmp(tmp)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise storage_error(e, self.store.root) from e
+        return PutResult(oid, len(data), added=True)
+
+    def commit(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if not self._pending:
+            return
+        root = self.store.root
+        try:
+            syncfs(root)
+            by_shard: dict[str, list[tuple[Path, Path]]] = {}
+            for oid, tmp in self._pending.items():
+                by_shard.setdefault(oid[:2], []).append((tmp, root / shard(oid)))
+            groups = list(by_shard.values())
+            if len(self._pending) < 256:
+                for group in groups:
+                    _rename_all(group)
+            else:
+                # Renames in different shard folders take different directory locks.
+                with ThreadPoolExecutor(4) as pool:
+                    list(pool.map(_rename_all, groups))
+            syncfs(root)
+        except OSError as e:
+            self.abort()
+            raise storage_error(e, root) from e
+
+    def abort(self) -> None:
+        self._closed = True
+        for tmp in self._pending.values():
+            tmp.unlink(missing_ok=True)
+        self._pending.clear()

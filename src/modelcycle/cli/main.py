@@ -1,0 +1,232 @@
+"""The ``modelcycle`` command: a thin layer that parses, calls the API, and renders."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+
+from modelcycle import __version__
+from modelcycle.cli import dataset as dataset_cli
+from modelcycle.cli.context import open_workspace
+from modelcycle.cli.output import (
+    console,
+    err_console,
+    human_bytes,
+    print_json,
+    progress,
+    table,
+    when,
+)
+from modelcycle.core.errors import ModelcycleError, exit_code
+
+app = typer.Typer(
+    name="modelcycle",
+    help="Version, clean, validate and split datasets; the whole life of models next.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+app.add_typer(dataset_cli.app, name="dataset")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        console.print(f"modelcycle {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_version_callback,
+            is_eager=True,
+            help="Show the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """modelcycle: datasets and models from raw files to production, with the thread kept."""
+
+
+@app.command()
+def init(
+    path: Annotated[
+        Path, typer.Argument(help="Folder to make a workspace (created if missing).")
+    ] = Path("."),
+    store: Annotated[
+        str | None, typer.Option(help="Metadata store URL (default: SQLite in .modelcycle/).")
+    ] = None,
+    blobs: Annotated[
+        str | None, typer.Option(help="Blob store: a folder or s3://BUCKET/PREFIX.")
+    ] = None,
+    endpoint_url: Annotated[
+        str | None, typer.Option(help="S3 endpoint URL for an S3-compatible server.")
+    ] = None,
+) -> None:
+    """Create a workspace: writes modelcycle.toml and the local state folder."""
+    from modelcycle.api import Workspace
+
+    path.mkdir(parents=True, exist_ok=True)
+    options = {"endpoint_url": endpoint_url} if endpoint_url else None
+    ws = Workspace.create(path, store=store, blobs=blobs, blobs_options=options)
+    console.print(f"Created workspace {ws.root}")
+    console.print(f"  metadata: {ws.config.store_url}\n  blobs:    {ws.config.blobs_url}")
+    console.print("Next: modelcycle dataset add NAME PATH")
+    ws.close()
+
+
+@app.command()
+def lineage(
+    ref: Annotated[str, typer.Argument(help="NAME@REF of a dataset version.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Show what a version was made from, back to the raw files."""
+    with open_workspace() as ws:
+        node = ws.datasets.lineage(ref)
+    if json_out:
+        print_json(node.to_dict())
+        return
+    from modelcycle.cli.render import lineage_lines
+
+    for line in lineage_lines(node):
+        console.print(line)
+
+
+@app.command()
+def fsck(
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Check that blobs exist, skip hashing them.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Verify every version's references and blob hashes; exit 9 on any problem."""
+    from modelcycle.core.errors import IntegrityError
+
+    with open_workspace() as ws, progress(not json_out) as bar:
+        report = ws.fsck(verify=not quick, progress=bar)
+    if json_out:
+        print_json(report.to_dict())
+    else:
+        console.print(
+            f"Checked {report.versions} versions, {report.blobs_checked} blobs; "
+            f"{report.unreferenced} unreferenced blob(s) (`modelcycle gc` removes them)."
+        )
+        for p in report.problems:
+            console.print(f"  PROBLEM {p['ref']}: {p['problem']}")
+    if not report.ok:
+        raise IntegrityError(
+            f"fsck found {len(report.problems)} problem(s)",
+            hint="restore the blobs named above, or delete the versions that need them",
+        )
+    if not json_out:
+        console.print("OK")
+
+
+@app.command()
+def gc(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Report what would be removed; remove nothing.")
+    ] = False,
+    grace: Annotated[
+        float,
+        typer.Option(
+            help="Keep unreferenced blobs younger than this many seconds "
+            "(an add in progress may still commit them)."
+        ),
+    ] = 3600.0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Remove blobs that no live version references."""
+    with open_workspace() as ws:
+        report = ws.gc(dry_run=dry_run, grace_seconds=grace)
+    if json_out:
+        print_json(report.to_dict())
+        return
+    verb = "Would remove" if dry_run else "Removed"
+    console.print(
+        f"{verb} {report.removed} blob(s), {human_bytes(report.bytes_freed)}; "
+        f"kept {report.kept}; {report.skipped_young} younger than {grace:g}s left alone."
+    )
+
+
+@app.command()
+def events(
+    limit: Annotated[int, typer.Option(help="How many of the newest events.")] = 50,
+    kind: Annotated[
+        str | None, typer.Option(help="Only events whose kind starts with this.")
+    ] = None,
+    subject: Annotated[
+        str | None, typer.Option(help="Only events whose subject starts with this.")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """The audit log: every state change, who made it and when."""
+    with open_workspace() as ws:
+        rows = ws.events(limit=limit, kind=kind, subject=subject)
+    if json_out:
+        print_json(
+            [
+                {
+                    "id": e.id,
+                    "at": e.at,
+                    "actor": e.actor,
+                    "kind": e.kind,
+                    "subject": e.subject,
+                    "payload": e.payload,
+                }
+                for e in rows
+            ]
+        )
+        return
+    table(
+        ["when", "who", "what", "subject"], [[when(e.at), e.actor, e.kind, e.subject] for e in rows]
+    )
+
+
+@app.command()
+def quickstart(
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="Folder for the demo workspace (default: a new temp folder)."),
+    ] = None,
+) -> None:
+    """Walk the data lifecycle on a bundled dataset: add, profile, clean, validate, split, diff."""
+    from modelcycle.api.quickstart import run_quickstart
+
+    run_quickstart(path, say=console.print)
+
+
+def main() -> None:
+    try:
+        app(prog_name="modelcycle", standalone_mode=False)
+    except ModelcycleError as e:
+        err_console.print(f"error: {e.message}", markup=False)
+        if e.hint:
+            err_console.print(f"  hint: {e.hint}", markup=False)
+        sys.exit(exit_code(e))
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        err_console.print(
+            "interrupted; nothing half-written is visible (run `modelcycle gc` to tidy)"
+        )
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""Rendering for the CLI: JSON for machines, rich tables and progress bars for people."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from modelcycle.core.progress import NullProgress
+from modelcycle.core.progress import Progress as ProgressProtocol
+
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    return str(value)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=_default) + "\n")
+
+
+def table(columns: list[str], rows: list[list[Any]], title: str | None = None) -> None:
+    t = Table(*columns, title=title, show_edge=False, header_style="bold")
+    for row in rows:
+        t.add_row(*("" if v is None else str(v) for v in row))
+    console.print(t)
+
+
+def human_bytes(n: int | None) -> str:
+    if n is None:
+        return ""
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"
+
+
+def when(value: dt.datetime) -> str:
+    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+@dataclass
+class _RichProgress:
+    bar: Progress
+    task_id: Any = None
+
+    def task(self, description: str, total: float | None = None) -> None:
+        if self.task_id is not None:
+            self.bar.update(self.task_id, visible=False)
+        self.task_id = self.bar.add_task(description, total=total)
+
+    def advance(self, amount: float = 1) -> None:
+        if self.task_id is not None:
+            self.bar.advance(self.task_id, amount)
+
+
+@contextmanager
+def progress(enabled: bool = True) -> Iterator[ProgressProtocol]:
+    """A progress bar on a terminal; silent when stderr is piped or a file."""
+    if not enabled or not err_console.is_terminal:
+        yield NullProgress()
+        return
+    bar = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
+    with bar:
+        yield _RichProgress(bar)

@@ -1,0 +1,108 @@
+"""What a version is made of, stored as one JSON blob whose hash is the version's hash.
+
+A manifest holds content only (no times, no names), so equal content gives an equal
+manifest and therefore the same content hash.
+
+- files: ``{"kind": "files", "files": [[path, oid, size, mode], ...]}`` sorted by path
+- table: ``{"kind": "table", "format": "parquet", "schema": [...], "parts": [[oid, rows, size]]}``
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from modelcycle.core.errors import IntegrityError
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    path: str
+    oid: str
+    size: int
+    mode: int
+
+
+@dataclass(frozen=True)
+class FileManifest:
+    files: tuple[FileEntry, ...]
+
+    kind = "files"
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def oids(self) -> set[str]:
+        return {f.oid for f in self.files}
+
+    def by_path(self) -> dict[str, FileEntry]:
+        return {f.path: f for f in self.files}
+
+    def to_bytes(self) -> bytes:
+        rows = [[f.path, f.oid, f.size, f.mode] for f in sorted(self.files, key=lambda f: f.path)]
+        return json.dumps({"kind": "files", "files": rows}, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    oid: str
+    rows: int
+    size: int
+
+
+@dataclass(frozen=True)
+class TableManifest:
+    schema: tuple[tuple[str, str], ...]  # (column, dtype)
+    parts: tuple[Part, ...]
+
+    kind = "table"
+
+    @property
+    def rows(self) -> int:
+        return sum(p.rows for p in self.parts)
+
+    @property
+    def size(self) -> int:
+        return sum(p.size for p in self.parts)
+
+    def oids(self) -> set[str]:
+        return {p.oid for p in self.parts}
+
+    def schema_list(self) -> list[dict[str, str]]:
+        return [{"name": n, "type": t} for n, t in self.schema]
+
+    def to_bytes(self) -> bytes:
+        doc = {
+            "kind": "table",
+            "format": "parquet",
+            "schema": [list(c) for c in self.schema],
+            "parts": [[p.oid, p.rows, p.size] for p in self.parts],
+        }
+        return json.dumps(doc, separators=(",", ":")).encode()
+
+
+Manifest = FileManifest | TableManifest
+
+
+def load_manifest(data: bytes, where: str) -> Manifest:
+    try:
+        doc: dict[str, Any] = json.loads(data)
+        if doc["kind"] == "files":
+            return FileManifest(
+                tuple(FileEntry(p, o, int(s), int(m)) for p, o, s, m in doc["files"])
+            )
+        if doc["kind"] == "table":
+            return TableManifest(
+                schema=tuple((str(n), str(t)) for n, t in doc["schema"]),
+                parts=tuple(Part(o, int(r), int(s)) for o, r, s in doc["parts"]),
+            )
+    except (ValueError, KeyError, TypeError) as e:
+        raise IntegrityError(
+            f"the manifest of {where} is unreadable: {e}", hint="run `modelcycle fsck`"
+        ) from e
+    raise IntegrityError(
+        f"the manifest of {where} has an unknown kind {doc.get('kind')!r}",
+        hint="run `modelcycle fsck`",
+    )

@@ -1,0 +1,178 @@
+"""Column profiles of a table: types, nulls, distinct counts, statistics, histograms, top
+values, and columns that look like personal data."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import polars as pl
+
+HIST_BINS = 20
+TOP_K = 5
+PII_SAMPLE = 1000
+PII_SHARE = 0.5
+_PII_PATTERNS = {
+    "email": re.compile(r"^[\w.+-]+@[\w-]+(\.[\w-]+)+$"),
+    "phone": re.compile(r"^\+?[\d\s().-]{7,20}$"),
+    "card_number": re.compile(r"^\d{4}[ -]?\d{4}[ -]?\d{4}[ -]?\d{1,7}$"),
+}
+
+
+def _luhn(number: str) -> bool:
+    digits = [int(c) for c in number if c.isdigit()]
+    if not 13 <= len(digits) <= 19:
+        return False
+    total = 0
+    for i, digit in enumerate(reversed(digits)):
+        doubled = digit * 2
+        total += (doubled - 9 if doubled > 9 else doubled) if i % 2 else digit
+    return total % 10 == 0
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    if isinstance(value, int | float | str | bool) or value is None:
+        return value
+    return str(value)
+
+
+# Above this many rows, quantiles come from an evenly spaced sample of about this many
+# rows and distinct counts are HyperLogLog estimates: exact ones cost a sort per column,
+# which dominated adding a large table.
+EXACT_ROWS = 200_000
+
+
+def profile_frame(lf: pl.LazyFrame) -> dict[str, Any]:
+    """Profile every column of ``lf`` in a few passes over the data.
+
+    Counts, nulls, min, max, mean and std are exact. For more than EXACT_ROWS rows, the
+    quantiles are taken from an evenly spaced sample and ``distinct`` is an estimate
+    (``distinct_approximate`` says so).
+    """
+    schema = lf.collect_schema()
+    total_rows = int(lf.select(pl.len()).collect().item())
+    approximate = total_rows > EXACT_ROWS
+    every = max(1, total_rows // EXACT_ROWS)
+    numeric = [c for c, t in schema.items() if t.is_numeric() and t != pl.Boolean]
+    texty = [c for c, t in schema.items() if t in (pl.String, pl.Categorical) or t == pl.Enum]
+    exprs: list[pl.Expr] = [pl.len().alias("__rows")]
+    for c in schema:
+        col = pl.col(c)
+        distinct = col.approx_n_unique() if approximate else col.n_unique()
+        exprs += [col.null_count().alias(f"{c}\0nulls"), distinct.alias(f"{c}\0distinct")]
+    quantile_exprs: list[pl.Expr] = []
+    for c in numeric:
+        col = pl.col(c).cast(pl.Float64)
+        finite = pl.when(col.is_finite()).then(col)  # nulls, NaN and ±inf left out
+        exprs += [
+            finite.min().alias(f"{c}\0min"),
+            finite.max().alias(f"{c}\0max"),
+            finite.mean().alias(f"{c}\0mean"),
+            finite.std().alias(f"{c}\0std"),
+        ]
+        quantile_exprs += [
+            finite.quantile(q, "linear").alias(f"{c}\0q{int(q * 100)}")
+            for q in (0.05, 0.25, 0.5, 0.75, 0.95)
+        ]
+    for c in texty:
+        lengths = pl.col(c).cast(pl.String).str.len_chars()
+        exprs += [lengths.min().alias(f"{c}\0min_length"), lengths.max().alias(f"{c}\0max_length")]
+    sampled = lf.gather_every(every) if every > 1 else lf
+    if quantile_exprs:
+        stats_df, quantiles_df = pl.collect_all([lf.select(exprs), sampled.select(quantile_exprs)])
+        stats = {**stats_df.row(0, named=True), **quantiles_df.row(0, named=True)}
+    else:
+        stats = lf.select(exprs).collect().row(0, named=True)
+    rows = int(stats["__rows"])
+
+    columns: dict[str, dict[str, Any]] = {}
+    for c, dtype in schema.items():
+        nulls = int(stats[f"{c}\0nulls"])
+        columns[c] = {
+            "type": str(dtype),
+            "nulls": nulls,
+            "null_fraction": round(nulls / rows, 6) if rows else 0.0,
+            "distinct": int(stats[f"{c}\0distinct"]),
+        }
+        if approximate:
+            columns[c]["distinct_approximate"] = True
+    for c in numeric:
+        columns[c].update(
+            {
+                k: _clean(stats[f"{c}\0{k}"])
+                for k in ("min", "max", "mean", "std", "q5", "q25", "q50", "q75", "q95")
+            }
+        )
+    for c in texty:
+        columns[c].update({k: _clean(stats[f"{c}\0{k}"]) for k in ("min_length", "max_length")})
+
+    queries: list[pl.LazyFrame] = []
+    keys: list[tuple[str, str]] = []
+    for c in numeric:
+        lo, hi = columns[c]["min"], columns[c]["max"]
+        if lo is None or hi is None:
+            continue
+        width = (hi - lo) / HIST_BINS or 1.0
+        value = pl.col(c).cast(pl.Float64)
+        bin_idx = ((value - lo) / width).floor().clip(0, HIST_BINS - 1)
+        queries.append(
+            lf.filter(value.is_finite()).select(bin_idx.alias("bin")).group_by("bin").len()
+        )
+        keys.append(("hist", c))
+    for c, dtype in schema.items():
+        if c in numeric and columns[c]["distinct"] > TOP_K * 4:
+            continue
+        if dtype.is_nested():
+            continue
+        queries.append(
+            lf.select(pl.col(c))
+            .drop_nulls()
+            .group_by(c)
+            .len()
+            .sort(["len", c], descending=[True, False])
+            .head(TOP_K)
+        )
+        keys.append(("top", c))
+    for c in texty:
+        queries.append(lf.select(pl.col(c).cast(pl.String)).drop_nulls().head(PII_SAMPLE))
+        keys.append(("pii", c))
+    results = pl.collect_all(queries) if queries else []
+    for (kind, c), df in zip(keys, results, strict=True):
+        if kind == "hist":
+            lo, hi = columns[c]["min"], columns[c]["max"]
+            width = (hi - lo) / HIST_BINS or 1.0
+            counts = [0] * HIST_BINS
+            for b, n in df.iter_rows():
+                counts[int(b)] += int(n)
+            columns[c]["histogram"] = {
+                "edges": [lo + i * width for i in range(HIST_BINS + 1)],
+                "counts": counts,
+            }
+        elif kind == "top":
+            columns[c]["top"] = [{"value": _clean(v), "count": int(n)} for v, n in df.iter_rows()]
+        else:
+            kinds = detect_pii(df.get_column(c).to_list())
+            if kinds:
+                columns[c]["pii"] = kinds
+    return {"rows": rows, "columns": columns}
+
+
+def detect_pii(values: list[str]) -> list[str]:
+    """The kinds of personal data that at least half of ``values`` look like."""
+    if not values:
+        return []
+    found = []
+    for kind, pattern in _PII_PATTERNS.items():
+        hits = 0
+        for v in values:
+            s = v.strip()
+            if pattern.match(s) and (kind != "card_number" or _luhn(s)):
+                hits += 1
+        if hits / len(values) >= PII_SHARE:
+            found.append(kind)
+    if "card_number" in found and "phone" in found:
+        found.remove("phone")
+    return found

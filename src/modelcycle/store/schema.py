@@ -1,0 +1,86 @@
+"""Tables of the metadata store (SQLAlchemy Core). Alembic migrations create them."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),  # "table" or "files"
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(200), nullable=False),
+)
+
+dataset_versions = Table(
+    "dataset_versions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("dataset_id", Integer, ForeignKey("datasets.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("hash_algorithm", String(16), nullable=False),
+    Column("content_hash", String(128), nullable=False),
+    Column("manifest_oid", String(128), nullable=False),
+    Column("num_rows", BigInteger),
+    Column("num_files", BigInteger),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("schema", JSON),
+    Column("profile", JSON),
+    Column("step", JSON, nullable=False),  # what made it: add / recipe / split / augment
+    Column("cache_key", String(128)),
+    Column("message", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("deleted_at", DateTime(timezone=True)),
+    UniqueConstraint("dataset_id", "version", name="uq_dataset_versions_number"),
+    Index("ix_dataset_versions_content_hash", "content_hash"),
+    Index("ix_dataset_versions_cache_key", "cache_key"),
+)
+
+version_parents = Table(
+    "version_parents",
+    metadata,
+    Column("child_id", Integer, ForeignKey("dataset_versions.id"), primary_key=True),
+    Column("parent_id", Integer, ForeignKey("dataset_versions.id"), primary_key=True),
+    Column("role", String(32), nullable=False),
+    Index("ix_version_parents_parent", "parent_id"),
+)
+
+dataset_tags = Table(
+    "dataset_tags",
+    metadata,
+    Column("dataset_id", Integer, ForeignKey("datasets.id"), primary_key=True),
+    Column("name", String(200), primary_key=True),
+    Column("version_id", Integer, ForeignKey("dataset_versions.id"), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("subject", String(400), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Index("ix_events_at", "at"),
+)
