@@ -119,7 +119,10 @@ def _walk(ws: Workspace, root: Path, say: Callable[..., Any]) -> Path:
     for p in parts:
         say(f"   {p.step['part']:>10}: {p.ref} ({p.num_rows} rows)")
 
-    step(7, "Diff raw -> cleaned")
+    step(7, "Label it: two annotators, a model's suggestions, agreement, likely errors")
+    _label(ws, cleaned.ref, say)
+
+    step(8, "Diff raw -> cleaned")
     d = ws.datasets.diff(v1.ref, cleaned.ref, key="id")
     r = d["rows"]
     say(
@@ -135,13 +138,13 @@ def _walk(ws: Workspace, root: Path, say: Callable[..., Any]) -> Path:
             )
         )
 
-    step(8, "Lineage of the training split")
+    step(9, "Lineage of the training split")
     node = ws.datasets.lineage(parts[0].ref)
     while node is not None:
         say(f"   {node.version.ref} ({node.version.step['op']})")
         node = node.parents[0] if node.parents else None  # type: ignore[assignment]
 
-    step(9, "Check the stores")
+    step(10, "Check the stores")
     fsck = ws.fsck()
     say(
         f"   fsck: {fsck.versions} versions, {fsck.blobs_checked} blobs verified, "
@@ -149,3 +152,56 @@ def _walk(ws: Workspace, root: Path, say: Callable[..., Any]) -> Path:
     )
     say(f"\nDone. Explore it: cd {root} && modelcycle dataset list")
     return root
+
+
+def _label(ws: Workspace, ref: str, say: Callable[..., Any]) -> None:
+    """Simulated annotators relabel the diagnosis; one of them is sloppy on purpose."""
+    import numpy as np
+
+    names = {0: "malignant", 1: "benign"}
+    df = ws.datasets.load(ref)
+    truth = [names[int(t)] for t in df["target"]]
+    project = ws.labels.create(
+        "diagnosis",
+        ref,
+        {"kind": "classification", "labels": ["malignant", "benign"]},
+        overlap=2,
+    )
+    ws.labels.assign("diagnosis", ["ana", "ben"])
+    say(f"   project {project.name}: {project.record.num_tasks} tasks over {ref}, overlap 2")
+
+    def radius_rule(rows: Any) -> list[tuple[str, float]]:
+        return [("malignant", 0.8) if r > 15 else ("benign", 0.7) for r in rows["mean_radius"]]
+
+    n = ws.labels.predict("diagnosis", radius_rule, model_name="radius-rule")
+    rng = np.random.default_rng(1)
+    picks = rng.choice(len(truth), len(truth) // 20 + 12, replace=False).tolist()
+    sloppy, shared = set(picks[12:]), set(picks[:12])  # ben's slips; both wrong
+    flip = {"malignant": "benign", "benign": "malignant"}
+    records = [(str(i), "ana", flip[t] if i in shared else t) for i, t in enumerate(truth)]
+    records += [
+        (str(i), "ben", flip[t] if i in sloppy | shared else t) for i, t in enumerate(truth)
+    ]
+    ws.labels.annotate_many("diagnosis", records)
+    status = ws.labels.status("diagnosis")
+    say(
+        f"   {n} model suggestions; {status['labeled']} tasks labeled twice, "
+        f"{status['conflicts']} in conflict (ben flipped {len(sloppy)} on purpose)"
+    )
+    report = ws.labels.agreement("diagnosis")
+    say(f"   Cohen's kappa ana/ben: {report['overall']['cohen_kappa_mean']:.3f}")
+    for key in sorted(sloppy)[:3]:
+        ws.labels.decide("diagnosis", str(key), truth[key], reviewer="lead")
+    say("   a reviewer settles 3 conflicts; the rest keep no label in the export")
+    found = ws.labels.issues("diagnosis", exclude=["id", "target"])
+    caught = len({int(f["task"]) for f in found} & shared)
+    say(
+        f"   label issues: {len(found)} rows whose label looks wrong, {caught} of the "
+        f"{len(shared)} both annotators got wrong; top: "
+        + ", ".join(f"row {f['task']} ({f['given']} -> {f['suggested']}?)" for f in found[:3])
+    )
+    labeled = ws.labels.export_to_dataset("diagnosis", "cancer-labeled", message="reviewed")
+    say(
+        f"   -> {labeled.ref}: the data plus a `label` column, lineage to {ref} "
+        f"and project {project.name}"
+    )

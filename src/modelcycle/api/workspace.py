@@ -19,6 +19,8 @@ from modelcycle.core.errors import ConflictError
 from modelcycle.core.progress import Progress
 from modelcycle.data.maintenance import FsckReport, GcReport, fsck, gc
 from modelcycle.data.service import DatasetService
+from modelcycle.labeling.service import LabelService
+from modelcycle.store.labels import LabelStore
 from modelcycle.store.metadata import EventRecord, MetadataStore
 
 
@@ -43,6 +45,7 @@ class Workspace:
         self.store = MetadataStore(config.resolved_store_url(), actor=self.actor)
         self.blobs: BlobStore = open_blob_store(config.resolved_blobs_url(), config.blobs_options)
         self.datasets = DatasetService(self.store, self.blobs, config.state_dir)
+        self.labels = LabelService(LabelStore(self.store), self.datasets)
 
     @classmethod
     def create(

@@ -11,6 +11,7 @@ import typer
 
 from modelcycle import __version__
 from modelcycle.cli import dataset as dataset_cli
+from modelcycle.cli import label as label_cli
 from modelcycle.cli.context import open_workspace
 from modelcycle.cli.output import (
     console,
@@ -32,6 +33,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(dataset_cli.app, name="dataset")
+app.add_typer(label_cli.app, name="label")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 

@@ -587,6 +587,60 @@ class DatasetService:
             )
             return self._create(new, manifest, [(path, part)])
 
+    def write_table(
+        self,
+        name: str,
+        df: pl.DataFrame,
+        *,
+        step: dict[str, Any],
+        parents: list[tuple[VersionRecord, str]],
+        message: str | None = None,
+    ) -> VersionRecord:
+        """A new table version of ``name`` made by another part of modelcycle.
+
+        ``step`` records what made it (its ``op`` names the producer); ``parents`` are
+        (version, role) pairs for lineage.
+        """
+        check_name(name)
+        step = {**step, "library": f"modelcycle {__version__}"}
+        return self._write_table(
+            name, df, step, [(v.id, role) for v, role in parents], message, None
+        )
+
+    def write_files(
+        self,
+        name: str,
+        entries: list[FileEntry],
+        extra: dict[str, bytes],
+        *,
+        step: dict[str, Any],
+        parents: list[tuple[VersionRecord, str]],
+        message: str | None = None,
+    ) -> VersionRecord:
+        """A new file version: stored ``entries`` (reused as they are) plus ``extra`` files."""
+        check_name(name)
+        out = {e.path: e for e in entries}
+        with self.blobs.batch() as batch:
+            for path, data in extra.items():
+                out[path] = FileEntry(path, batch.put_bytes(data).oid, len(data), 0o644)
+            manifest = FileManifest(tuple(sorted(out.values(), key=lambda e: e.path)))
+            manifest_bytes = manifest.to_bytes()
+            oid = batch.put_bytes(manifest_bytes).oid
+        return self.store.create_version(
+            NewVersion(
+                dataset=name,
+                kind="files",
+                hash_algorithm=ALGORITHM,
+                content_hash=oid,
+                manifest_oid=oid,
+                size_bytes=manifest.size,
+                num_files=len(manifest.files),
+                step={**step, "library": f"modelcycle {__version__}"},
+                message=message,
+                parents=[(v.id, role) for v, role in parents],
+            )
+        )
+
     def apply(
         self,
         ref: str,

@@ -113,7 +113,7 @@ class MetadataStore:
 
     # -- transactions ---------------------------------------------------------------
     @contextmanager
-    def _read(self) -> Iterator[Connection]:
+    def reading(self) -> Iterator[Connection]:
         try:
             with self.engine.connect() as conn:
                 yield conn
@@ -124,7 +124,7 @@ class MetadataStore:
             ) from e
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
+    def writing(self) -> Iterator[Connection]:
         try:
             with self.engine.connect() as conn:
                 conn.info["write"] = True
@@ -140,7 +140,7 @@ class MetadataStore:
                 "nothing was changed",
             ) from e
 
-    def _event(self, conn: Connection, kind: str, subject: str, payload: dict[str, Any]) -> None:
+    def add_event(self, conn: Connection, kind: str, subject: str, payload: dict[str, Any]) -> None:
         conn.execute(
             insert(t.events).values(
                 at=utcnow(), actor=self.actor, kind=kind, subject=subject, payload=payload
@@ -149,7 +149,7 @@ class MetadataStore:
 
     # -- datasets -------------------------------------------------------------------
     def get_dataset(self, name: str) -> DatasetRecord | None:
-        with self._read() as conn:
+        with self.reading() as conn:
             row = (
                 conn.execute(select(t.datasets).where(t.datasets.c.name == name)).mappings().first()
             )
@@ -165,7 +165,7 @@ class MetadataStore:
             .group_by(*t.datasets.c)
             .order_by(t.datasets.c.name)
         )
-        with self._read() as conn:
+        with self.reading() as conn:
             rows = conn.execute(stmt).mappings().all()
         out = []
         for row in rows:
@@ -204,7 +204,7 @@ class MetadataStore:
 
     def _create_version(self, new: NewVersion) -> VersionRecord:
         now = utcnow()
-        with self._write() as conn:
+        with self.writing() as conn:
             ds = (
                 conn.execute(
                     select(t.datasets).where(t.datasets.c.name == new.dataset).with_for_update()
@@ -218,7 +218,7 @@ class MetadataStore:
                         name=new.dataset, kind=new.kind, created_at=now, created_by=self.actor
                     )
                 ).inserted_primary_key[0]  # type: ignore[index]
-                self._event(conn, "dataset.created", new.dataset, {"kind": new.kind})
+                self.add_event(conn, "dataset.created", new.dataset, {"kind": new.kind})
             else:
                 ds_id = ds["id"]
                 if ds["kind"] != new.kind:
@@ -258,7 +258,7 @@ class MetadataStore:
                     insert(t.version_parents),
                     [{"child_id": vid, "parent_id": p, "role": role} for p, role in new.parents],
                 )
-            self._event(
+            self.add_event(
                 conn,
                 "dataset.version.created",
                 f"{new.dataset}@{number}",
@@ -279,7 +279,7 @@ class MetadataStore:
         stmt = self._version_select().where(t.dataset_versions.c.dataset_id == dataset_id)
         if not include_deleted:
             stmt = stmt.where(t.dataset_versions.c.deleted_at.is_(None))
-        with self._read() as conn:
+        with self.reading() as conn:
             rows = conn.execute(stmt.order_by(t.dataset_versions.c.version)).mappings().all()
         return [self._version(r) for r in rows]
 
@@ -287,12 +287,12 @@ class MetadataStore:
         stmt = self._version_select().where(
             t.dataset_versions.c.dataset_id == dataset_id, t.dataset_versions.c.version == number
         )
-        with self._read() as conn:
+        with self.reading() as conn:
             row = conn.execute(stmt).mappings().first()
         return self._version(row) if row else None
 
     def version_by_id(self, version_id: int) -> VersionRecord | None:
-        with self._read() as conn:
+        with self.reading() as conn:
             row = (
                 conn.execute(self._version_select().where(t.dataset_versions.c.id == version_id))
                 .mappings()
@@ -305,7 +305,7 @@ class MetadataStore:
             t.dataset_versions.c.dataset_id == dataset_id,
             t.dataset_versions.c.content_hash.startswith(prefix, autoescape=True),
         )
-        with self._read() as conn:
+        with self.reading() as conn:
             return [self._version(r) for r in conn.execute(stmt).mappings().all()]
 
     def version_by_cache_key(self, cache_key: str) -> VersionRecord | None:
@@ -317,7 +317,7 @@ class MetadataStore:
             )
             .order_by(t.dataset_versions.c.id)
         )
-        with self._read() as conn:
+        with self.reading() as conn:
             row = conn.execute(stmt).mappings().first()
         return self._version(row) if row else None
 
@@ -330,7 +330,7 @@ class MetadataStore:
             .where(p.c.child_id == version_id)
             .order_by(p.c.parent_id)
         )
-        with self._read() as conn:
+        with self.reading() as conn:
             rows = conn.execute(stmt).mappings().all()
         out = []
         for row in rows:
@@ -346,20 +346,20 @@ class MetadataStore:
             .join(p, p.c.child_id == t.dataset_versions.c.id)
             .where(p.c.parent_id == version_id, t.dataset_versions.c.deleted_at.is_(None))
         )
-        with self._read() as conn:
+        with self.reading() as conn:
             return [self._version(r) for r in conn.execute(stmt).mappings().all()]
 
     def live_manifests(self) -> list[tuple[str, str, str]]:
         """(ref, kind, manifest oid) of every version not deleted."""
         stmt = self._version_select().where(t.dataset_versions.c.deleted_at.is_(None))
-        with self._read() as conn:
+        with self.reading() as conn:
             rows = conn.execute(stmt).mappings().all()
         return [(f"{r['dataset']}@{r['version']}", r["kind"], r["manifest_oid"]) for r in rows]
 
     def delete_versions(self, versions: Sequence[VersionRecord], reason: dict[str, Any]) -> None:
         """Mark versions deleted (lineage metadata stays; their blobs become collectable)."""
         now = utcnow()
-        with self._write() as conn:
+        with self.writing() as conn:
             for v in versions:
                 conn.execute(
                     update(t.dataset_versions)
@@ -367,11 +367,11 @@ class MetadataStore:
                     .values(deleted_at=now)
                 )
                 conn.execute(delete(t.dataset_tags).where(t.dataset_tags.c.version_id == v.id))
-                self._event(conn, "dataset.version.deleted", v.ref, reason)
+                self.add_event(conn, "dataset.version.deleted", v.ref, reason)
 
     # -- tags -----------------------------------------------------------------------
     def set_tag(self, version: VersionRecord, name: str) -> None:
-        with self._write() as conn:
+        with self.writing() as conn:
             conn.execute(
                 delete(t.dataset_tags).where(
                     t.dataset_tags.c.dataset_id == version.dataset_id, t.dataset_tags.c.name == name
@@ -385,21 +385,21 @@ class MetadataStore:
                     created_at=utcnow(),
                 )
             )
-            self._event(conn, "dataset.tag.set", version.ref, {"tag": name})
+            self.add_event(conn, "dataset.tag.set", version.ref, {"tag": name})
 
     def remove_tag(self, dataset_id: int, dataset: str, name: str) -> bool:
-        with self._write() as conn:
+        with self.writing() as conn:
             n = conn.execute(
                 delete(t.dataset_tags).where(
                     t.dataset_tags.c.dataset_id == dataset_id, t.dataset_tags.c.name == name
                 )
             ).rowcount
             if n:
-                self._event(conn, "dataset.tag.removed", dataset, {"tag": name})
+                self.add_event(conn, "dataset.tag.removed", dataset, {"tag": name})
         return bool(n)
 
     def tag_target(self, dataset_id: int, name: str) -> int | None:
-        with self._read() as conn:
+        with self.reading() as conn:
             return conn.execute(
                 select(t.dataset_tags.c.version_id).where(
                     t.dataset_tags.c.dataset_id == dataset_id, t.dataset_tags.c.name == name
@@ -408,7 +408,7 @@ class MetadataStore:
 
     def tags(self, dataset_id: int) -> dict[int, list[str]]:
         """version id -> tag names."""
-        with self._read() as conn:
+        with self.reading() as conn:
             rows = conn.execute(
                 select(t.dataset_tags.c.version_id, t.dataset_tags.c.name)
                 .where(t.dataset_tags.c.dataset_id == dataset_id)
@@ -421,8 +421,8 @@ class MetadataStore:
 
     # -- events ---------------------------------------------------------------------
     def record_event(self, kind: str, subject: str, payload: dict[str, Any]) -> None:
-        with self._write() as conn:
-            self._event(conn, kind, subject, payload)
+        with self.writing() as conn:
+            self.add_event(conn, kind, subject, payload)
 
     def events(
         self, *, limit: int = 100, kind: str | None = None, subject: str | None = None
@@ -432,6 +432,6 @@ class MetadataStore:
             stmt = stmt.where(t.events.c.kind.startswith(kind, autoescape=True))
         if subject:
             stmt = stmt.where(t.events.c.subject.startswith(subject, autoescape=True))
-        with self._read() as conn:
+        with self.reading() as conn:
             rows = conn.execute(stmt).mappings().all()
         return [EventRecord(**{**dict(r), "at": _aware(r["at"])}) for r in reversed(rows)]

@@ -7,6 +7,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -83,4 +84,87 @@ events = Table(
     Column("subject", String(400), nullable=False),
     Column("payload", JSON, nullable=False),
     Index("ix_events_at", "at"),
+)
+
+# -- labeling (migration 0002) -------------------------------------------------------------
+label_projects = Table(
+    "label_projects",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("dataset_version_id", Integer, ForeignKey("dataset_versions.id"), nullable=False),
+    Column("schema", JSON, nullable=False),
+    Column("overlap", Integer, nullable=False),
+    Column("num_tasks", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(200), nullable=False),
+)
+
+label_annotators = Table(
+    "label_annotators",
+    metadata,
+    Column("project_id", Integer, ForeignKey("label_projects.id"), primary_key=True),
+    Column("name", String(200), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+label_tasks = Table(
+    "label_tasks",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("project_id", Integer, ForeignKey("label_projects.id"), nullable=False),
+    Column("key", String(1000), nullable=False),
+    Column("position", Integer, nullable=False),  # row number / index in the file manifest
+    Column("meta", JSON),
+    UniqueConstraint("project_id", "key", name="uq_label_tasks_key"),
+)
+
+label_assignments = Table(
+    "label_assignments",
+    metadata,
+    Column("task_id", Integer, ForeignKey("label_tasks.id"), primary_key=True),
+    Column("annotator", String(200), primary_key=True),
+    Column("project_id", Integer, ForeignKey("label_projects.id"), nullable=False),
+    Column("assigned_at", DateTime(timezone=True), nullable=False),
+    Index("ix_label_assignments_project", "project_id", "annotator"),
+)
+
+label_predictions = Table(
+    "label_predictions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("project_id", Integer, ForeignKey("label_projects.id"), nullable=False),
+    Column("task_id", Integer, ForeignKey("label_tasks.id"), nullable=False),
+    Column("model", String(400), nullable=False),
+    Column("value", JSON, nullable=False),
+    Column("score", Float),
+    Column("meta", JSON),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_label_predictions_project", "project_id", "task_id"),
+)
+
+label_annotations = Table(
+    "label_annotations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("project_id", Integer, ForeignKey("label_projects.id"), nullable=False),
+    Column("task_id", Integer, ForeignKey("label_tasks.id"), nullable=False),
+    Column("annotator", String(200), nullable=False),
+    Column("value", JSON, nullable=False),
+    Column("prediction_id", Integer, ForeignKey("label_predictions.id")),
+    Column("meta", JSON),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("replaced_at", DateTime(timezone=True)),  # set when an edit supersedes it
+    Index("ix_label_annotations_project", "project_id", "task_id"),
+)
+
+label_decisions = Table(
+    "label_decisions",
+    metadata,
+    Column("task_id", Integer, ForeignKey("label_tasks.id"), primary_key=True),
+    Column("project_id", Integer, ForeignKey("label_projects.id"), nullable=False),
+    Column("value", JSON, nullable=False),
+    Column("reviewer", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_label_decisions_project", "project_id"),
 )

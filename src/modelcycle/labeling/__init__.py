@@ -1,0 +1,1 @@
+"""Labeling: annotation projects over dataset versions."""
