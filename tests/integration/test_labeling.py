@@ -427,3 +427,94 @@ def test_label_issues_find_flipped_labels(workspace: mc.Workspace, tmp_path: Pat
     assert len(hits) >= 0.8 * len(flipped), (sorted(flipped), found[:20])
     top = found[0]
     assert top["given"] != top["suggested"] and 0 < top["score"] <= 1
+
+
+def test_yolo_export_import_round_trip(workspace: mc.Workspace, tmp_path: Path) -> None:
+    ws = workspace
+    _box_project(ws, tmp_path)
+    boxes = {
+        "img0.png": [{"label": "dog", "x": 2, "y": 3, "w": 20, "h": 10}],
+        "img1.png": [{"label": "cat", "x": 0, "y": 0, "w": 16, "h": 32}],
+    }
+    ws.labels.annotate_many("boxes", [(k, "ann", v) for k, v in boxes.items()])
+    out = ws.labels.export("boxes", "yolo", tmp_path / "yolo")
+    lines = (out / "labels" / "img0.txt").read_text().split()
+    assert lines[0] == "1" and float(lines[1]) == pytest.approx(12 / 32)
+    _box_project(ws, tmp_path, "boxes-yolo")
+    result = ws.labels.import_("boxes-yolo", out, "yolo", add_annotators=True)
+    assert result["annotations"] == 2
+    got = {a.task_key: a.value for a in ws.labels.snapshot("boxes-yolo").annotations}
+    assert set(got) == set(boxes)
+    for key, [want] in boxes.items():
+        [box] = got[key]
+        assert box["label"] == want["label"]
+        assert [box[k] for k in "xywh"] == pytest.approx([want[k] for k in "xywh"], abs=0.01)
+
+
+def test_span_and_number_projects_export_typed_columns(
+    workspace: mc.Workspace, tmp_path: Path
+) -> None:
+    ws = workspace
+    texts = ["Ada Lovelace met Babbage in London", "Paris is in France", "no names here"]
+    write_csv(tmp_path / "texts.csv", ["text", "stars"], [[t, i] for i, t in enumerate(texts)])
+    ws.datasets.add("texts", tmp_path / "texts.csv")
+    ws.labels.create(
+        "ner",
+        "texts@1",
+        {"kind": "spans", "labels": ["PER", "LOC"], "field": "text", "name": "entities"},
+        annotators=["ann"],
+    )
+    ws.labels.annotate_many(
+        "ner",
+        [
+            (
+                "0",
+                "ann",
+                [{"start": 0, "end": 12, "label": "PER"}, {"start": 27, "end": 33, "label": "LOC"}],
+            ),
+            ("1", "ann", [{"start": 0, "end": 5, "label": "LOC"}]),
+            ("2", "ann", []),
+        ],
+    )
+    with pytest.raises(InputDataError) as bad:
+        ws.labels.annotate("ner", "1", "ann", [{"start": 5, "end": 2, "label": "LOC"}])
+    assert "task '1'" in bad.value.message
+    df = ws.datasets.load(ws.labels.export_to_dataset("ner", "texts-ner"))
+    assert df["entities"][0].to_list() == [
+        {"start": 0, "end": 12, "label": "PER"},
+        {"start": 27, "end": 33, "label": "LOC"},
+    ]
+    assert df["entities"][2].to_list() == []
+    ls = json.loads(ws.labels.export("ner", "label-studio", tmp_path / "ner.json").read_text())
+    value = ls[1]["annotations"][0]["result"][0]["value"]
+    assert (value["start"], value["end"], value["labels"]) == (0, 5, ["LOC"])
+
+    ws.labels.create(
+        "rating",
+        "texts@1",
+        {"kind": "number", "minimum": 0, "maximum": 5},
+        overlap=2,
+        annotators=["ann", "bob"],
+    )
+    ws.labels.annotate_many("rating", [("0", "ann", 4), ("0", "bob", 5), ("1", "ann", "2.5")])
+    with pytest.raises(InputDataError) as high:
+        ws.labels.annotate("rating", "2", "ann", 9)
+    assert "above the schema's maximum" in high.value.message
+    df = ws.datasets.load(ws.labels.export_to_dataset("rating", "texts-rated"))
+    assert df["label"].to_list() == [4.5, 2.5, None]
+
+
+def test_csv_import_into_an_existing_project(workspace: mc.Workspace, tmp_path: Path) -> None:
+    ws = workspace
+    truth = _iris_project(ws, tmp_path, overlap=1)
+    ws.labels.assign("iris-labels", ["ann"])
+    good = tmp_path / "labels.csv"
+    write_csv(good, ["key", "annotator", "label"], [[str(i), "ann", truth[i]] for i in range(5)])
+    result = ws.labels.import_("iris-labels", good, "csv")
+    assert result["annotations"] == 5
+    bad = tmp_path / "bad.csv"
+    write_csv(bad, ["key", "annotator", "label"], [["5", "ann", truth[5]], ["6", "zed", "setosa"]])
+    with pytest.raises(NotFoundError) as who:
+        ws.labels.import_("iris-labels", bad, "csv")
+    assert "zed" in who.value.message
+    assert ws.labels.status("iris-labels")["labeled"] == 5
