@@ -535,8 +535,10 @@ class LabelService:
         already holds the answer (a model trained on it would agree with every label).
 
         Out-of-fold probabilities from a simple model on the row's own features (numeric
-        columns, or the text column) against the consensus labels; confident learning
-        flags the rows where another class is confidently more likely.
+        columns, or the text column) against the consensus labels. Confident learning
+        flags rows where another class clears its per-class threshold, plus as many
+        rows again with the lowest probability for their given label (see
+        :func:`modelcycle.labeling.issues.find_label_issues`).
         """
         import polars as pl
 
