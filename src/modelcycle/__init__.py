@@ -30,6 +30,25 @@ if TYPE_CHECKING:
     from modelcycle.data.recipes import Recipe
 
 
+_FLUENT = (
+    "active_run",
+    "end_run",
+    "flush",
+    "get_workspace",
+    "log_artifact",
+    "log_input",
+    "log_metric",
+    "log_metrics",
+    "log_model",
+    "log_param",
+    "log_params",
+    "set_tag",
+    "set_tags",
+    "set_workspace",
+    "start_run",
+)
+
+
 def __getattr__(name: str) -> Any:
     # Workspace needs SQLAlchemy and Recipe needs polars: importing them on first use keeps
     # `import modelcycle` light, which the CLI's quick commands rely on.
@@ -41,6 +60,10 @@ def __getattr__(name: str) -> Any:
         from modelcycle.data.recipes import Recipe
 
         return Recipe
+    if name in _FLUENT:
+        from modelcycle.api import fluent
+
+        return getattr(fluent, name)
     raise AttributeError(f"module 'modelcycle' has no attribute {name!r}")
 
 
@@ -61,4 +84,19 @@ __all__ = [
     "Workspace",
     "WorkspaceNotFoundError",
     "__version__",
+    "active_run",
+    "end_run",
+    "flush",
+    "get_workspace",
+    "log_artifact",
+    "log_input",
+    "log_metric",
+    "log_metrics",
+    "log_model",
+    "log_param",
+    "log_params",
+    "set_tag",
+    "set_tags",
+    "set_workspace",
+    "start_run",
 ]

@@ -22,6 +22,10 @@ from modelcycle.data.service import DatasetService
 from modelcycle.labeling.service import LabelService
 from modelcycle.store.labels import LabelStore
 from modelcycle.store.metadata import EventRecord, MetadataStore
+from modelcycle.store.runs import RunStore
+from modelcycle.tracking.run import ActiveRun
+from modelcycle.tracking.service import RunService
+from modelcycle.training.service import TrainingService
 
 
 def _actor() -> str:
@@ -46,6 +50,8 @@ class Workspace:
         self.blobs: BlobStore = open_blob_store(config.resolved_blobs_url(), config.blobs_options)
         self.datasets = DatasetService(self.store, self.blobs, config.state_dir)
         self.labels = LabelService(LabelStore(self.store), self.datasets)
+        self.runs = RunService(RunStore(self.store), self.datasets, self.blobs)
+        self.training = TrainingService(self.runs, self.datasets, config, self.actor)
 
     @classmethod
     def create(
@@ -89,6 +95,10 @@ class Workspace:
 
     def close(self) -> None:
         self.store.close()
+
+    def start_run(self, experiment: str | None = None, **options: Any) -> ActiveRun:
+        """Start a tracked run in this workspace (see :meth:`RunService.start_run`)."""
+        return self.runs.start_run(experiment, **options)
 
     def __enter__(self) -> Workspace:
         return self

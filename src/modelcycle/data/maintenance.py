@@ -57,8 +57,9 @@ class GcReport:
 
 
 def referenced_oids(store: MetadataStore, blobs: BlobStore) -> set[str]:
-    """Every blob a live version needs: its manifest and everything the manifest names."""
-    refs: set[str] = set()
+    """Every blob a live version needs (its manifest and everything the manifest names),
+    and every artifact of a live run."""
+    refs: set[str] = {oid for _, oid in store.live_artifacts()}
     for ref, _kind, manifest_oid in store.live_manifests():
         refs.add(manifest_oid)
         refs |= load_manifest(blobs.read_bytes(manifest_oid), ref).oids()
@@ -82,6 +83,8 @@ def fsck(
             continue
         for oid in manifest.oids():
             needed.setdefault(oid, ref)
+    for where, oid in store.live_artifacts():
+        needed.setdefault(oid, where)
     stored = set(blobs.iter_oids())
     progress.task("verifying blobs", total=len(needed))
     for oid, ref in sorted(needed.items()):

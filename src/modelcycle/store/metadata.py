@@ -111,6 +111,17 @@ class MetadataStore:
     def close(self) -> None:
         self.engine.dispose()
 
+    def side_schema_url(self, schema: str) -> str:
+        """A PostgreSQL URL whose tables land in ``schema`` (created if missing), for
+        libraries that manage tables of their own beside the store's."""
+        from sqlalchemy import text
+
+        with self.engine.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        url = self.engine.url.render_as_string(hide_password=False)
+        sep = "&" if "?" in url else "?"
+        return f"{url}{sep}options=-csearch_path%3D{schema}"
+
     # -- transactions ---------------------------------------------------------------
     @contextmanager
     def reading(self) -> Iterator[Connection]:
@@ -355,6 +366,17 @@ class MetadataStore:
         with self.reading() as conn:
             rows = conn.execute(stmt).mappings().all()
         return [(f"{r['dataset']}@{r['version']}", r["kind"], r["manifest_oid"]) for r in rows]
+
+    def live_artifacts(self) -> list[tuple[str, str]]:
+        """(run id/path, blob oid) of every artifact of a run not deleted."""
+        a, r = t.run_artifacts.c, t.runs.c
+        stmt = (
+            select(a.run_id, a.path, a.oid)
+            .join(t.runs, r.id == a.run_id)
+            .where(r.deleted_at.is_(None))
+        )
+        with self.reading() as conn:
+            return [(f"run {rid}/{path}", oid) for rid, path, oid in conn.execute(stmt)]
 
     def delete_versions(self, versions: Sequence[VersionRecord], reason: dict[str, Any]) -> None:
         """Mark versions deleted (lineage metadata stays; their blobs become collectable)."""

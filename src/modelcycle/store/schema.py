@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -167,4 +168,93 @@ label_decisions = Table(
     Column("reviewer", String(200), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_label_decisions_project", "project_id"),
+)
+
+# -- tracking (migration 0003) -------------------------------------------------------------
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("experiment_id", Integer, ForeignKey("experiments.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("status", String(16), nullable=False),  # running / finished / failed / killed
+    Column("start_time", BigInteger, nullable=False),  # ms since the epoch, as MLflow
+    Column("end_time", BigInteger),
+    Column("parent_id", String(32)),
+    Column("user", String(200), nullable=False),
+    Column("error", Text),
+    Column("environment", JSON),
+    Column("deleted_at", DateTime(timezone=True)),
+    Index("ix_runs_experiment", "experiment_id", "start_time"),
+    Index("ix_runs_parent", "parent_id"),
+)
+
+run_params = Table(
+    "run_params",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.id"), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+run_tags = Table(
+    "run_tags",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.id"), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+# Every logged point. No primary key: the same (key, step) may be logged twice, as in
+# MLflow; readers order by step, then timestamp.
+run_metrics = Table(
+    "run_metrics",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.id"), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("value", Float),  # NULL when is_nan (SQLite cannot store NaN)
+    Column("is_nan", Boolean, nullable=False),
+    Index("ix_run_metrics_series", "run_id", "key", "step", "timestamp"),
+)
+
+# The point with the highest step of each series, for listing and searching runs.
+run_latest_metrics = Table(
+    "run_latest_metrics",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.id"), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("value", Float),
+    Column("is_nan", Boolean, nullable=False),
+    Index("ix_run_latest_metrics_key", "key", "value"),
+)
+
+run_inputs = Table(
+    "run_inputs",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.id"), primary_key=True),
+    Column("dataset_version_id", Integer, ForeignKey("dataset_versions.id"), primary_key=True),
+    Column("role", String(64), nullable=False),
+    Index("ix_run_inputs_version", "dataset_version_id"),
+)
+
+run_artifacts = Table(
+    "run_artifacts",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.id"), primary_key=True),
+    Column("path", String(1000), primary_key=True),
+    Column("oid", String(128), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )

@@ -1,0 +1,1 @@
+"""Training: train specs, estimators, cross-validation, tuning."""
