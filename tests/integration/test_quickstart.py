@@ -12,7 +12,15 @@ import modelcycle as mc
 def test_quickstart_walks_the_data_lifecycle(tmp_path: Path) -> None:
     root = tmp_path / "demo"
     out = run_cli("quickstart", root, cwd=tmp_path).stdout
-    for heading in ("Add the raw CSV", "Clean it", "Split", "Label it", "Lineage", "fsck"):
+    for heading in (
+        "Add the raw CSV",
+        "Clean it",
+        "Split",
+        "Label it",
+        "Train a model",
+        "Lineage",
+        "fsck",
+    ):
         assert heading in out, heading
     assert "Traceback" not in out
 
@@ -28,6 +36,12 @@ def test_quickstart_walks_the_data_lifecycle(tmp_path: Path) -> None:
         assert labeled.step["project"] == "diagnosis"
         assert labeled.step["models"] == ["radius-rule"]
         assert [p.ref for p, _ in ws.store.parents(labeled.id)] == ["cancer@2"]
+        runs = ws.runs.search("cancer")
+        parents = [r for r in runs if r.parent_id is None]
+        assert {r.name for r in parents} == {"random-forest", "trees-search"}
+        search = next(r for r in parents if r.name == "trees-search")
+        assert len([r for r in runs if r.parent_id == search.id]) == 8
+        assert ws.runs.get(search.id).inputs()[0][0] == "cancer-train@1"
         assert ws.fsck().ok
     finally:
         ws.close()

@@ -122,7 +122,10 @@ def _walk(ws: Workspace, root: Path, say: Callable[..., Any]) -> Path:
     step(7, "Label it: two annotators, a model's suggestions, agreement, likely errors")
     _label(ws, cleaned.ref, say)
 
-    step(8, "Diff raw -> cleaned")
+    step(8, "Train a model on the split, then tune another with Optuna")
+    _train(ws, root, parts[0].ref, parts[1].ref, say)
+
+    step(9, "Diff raw -> cleaned")
     d = ws.datasets.diff(v1.ref, cleaned.ref, key="id")
     r = d["rows"]
     say(
@@ -138,13 +141,13 @@ def _walk(ws: Workspace, root: Path, say: Callable[..., Any]) -> Path:
             )
         )
 
-    step(9, "Lineage of the training split")
+    step(10, "Lineage of the training split")
     node = ws.datasets.lineage(parts[0].ref)
     while node is not None:
         say(f"   {node.version.ref} ({node.version.step['op']})")
         node = node.parents[0] if node.parents else None  # type: ignore[assignment]
 
-    step(10, "Check the stores")
+    step(11, "Check the stores")
     fsck = ws.fsck()
     say(
         f"   fsck: {fsck.versions} versions, {fsck.blobs_checked} blobs verified, "
@@ -152,6 +155,69 @@ def _walk(ws: Workspace, root: Path, say: Callable[..., Any]) -> Path:
     )
     say(f"\nDone. Explore it: cd {root} && modelcycle dataset list")
     return root
+
+
+TRAIN_SPEC = """\
+# A tracked training run: cross-validated on the train split, scored on validation.
+experiment: cancer
+name: random-forest
+data: {{train: {train}, validation: {validation}}}
+target: target
+exclude: [id]
+model:
+  estimator: random_forest
+  params: {{n_estimators: 50}}
+metrics: [accuracy, f1, roc_auc]
+cv: 5
+seed: 0
+"""
+
+TUNE_SPEC = """\
+# The same data, extra trees, and 8 Optuna trials (each a child run, pruned when poor).
+experiment: cancer
+name: trees-search
+data: {{train: {train}, validation: {validation}}}
+target: target
+exclude: [id]
+model: {{estimator: extra_trees}}
+metrics: [accuracy, roc_auc]
+cv: 3
+seed: 0
+search:
+  trials: 8
+  metric: roc_auc
+  space:
+    n_estimators: {{int: [20, 80]}}
+    max_depth: {{int: [2, 12]}}
+    max_features: {{choice: [sqrt, log2]}}
+"""
+
+
+def _train(ws: Workspace, root: Path, train: str, validation: str, say: Callable[..., Any]) -> None:
+    (root / "train.yaml").write_text(TRAIN_SPEC.format(train=train, validation=validation))
+    (root / "tune.yaml").write_text(TUNE_SPEC.format(train=train, validation=validation))
+    rf = ws.training.train(root / "train.yaml")
+    m = rf.metrics
+    say(
+        f"   train.yaml -> run {rf.run_id[:8]}: cv accuracy {m['cv_accuracy_mean']:.3f} "
+        f"± {m['cv_accuracy_std']:.3f}, validation roc_auc {m['val_roc_auc']:.3f}; "
+        "model logged with its signature"
+    )
+    tuned = ws.training.train(root / "tune.yaml")
+    best = ws.runs.get(tuned.run_id)
+    params = ", ".join(
+        f"{k.removeprefix('best.')}={v}"
+        for k, v in sorted(best.params.items())
+        if k.startswith("best.")
+    )
+    say(
+        f"   tune.yaml -> run {tuned.run_id[:8]} with {len(tuned.children)} trial runs; "
+        f"best cv roc_auc {best.metrics['best_roc_auc']:.3f} ({params}); "
+        f"validation roc_auc {tuned.metrics['val_roc_auc']:.3f}"
+    )
+    say(
+        "   `modelcycle run list -e cancer` lists them; `modelcycle run compare` sets them side by side"
+    )
 
 
 def _label(ws: Workspace, ref: str, say: Callable[..., Any]) -> None:

@@ -20,8 +20,10 @@ from modelcycle.core.progress import Progress
 from modelcycle.data.maintenance import FsckReport, GcReport, fsck, gc
 from modelcycle.data.service import DatasetService
 from modelcycle.labeling.service import LabelService
+from modelcycle.pipelines import PipelineService
 from modelcycle.store.labels import LabelStore
 from modelcycle.store.metadata import EventRecord, MetadataStore
+from modelcycle.store.pipelines import PipelineStore
 from modelcycle.store.runs import RunStore
 from modelcycle.tracking.run import ActiveRun
 from modelcycle.tracking.service import RunService
@@ -52,6 +54,7 @@ class Workspace:
         self.labels = LabelService(LabelStore(self.store), self.datasets)
         self.runs = RunService(RunStore(self.store), self.datasets, self.blobs)
         self.training = TrainingService(self.runs, self.datasets, config, self.actor)
+        self.pipelines = PipelineService(PipelineStore(self.store), self.datasets, self.training)
 
     @classmethod
     def create(

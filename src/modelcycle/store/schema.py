@@ -258,3 +258,26 @@ run_artifacts = Table(
     Column("size", BigInteger, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+# -- pipelines (migration 0004) ------------------------------------------------------------
+pipeline_stages = Table(
+    "pipeline_stages",
+    metadata,
+    Column("pipeline", String(200), primary_key=True),
+    Column("stage", String(200), primary_key=True),
+    Column("fingerprint", String(128), nullable=False),
+    Column("outputs", JSON, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+pipeline_runs = Table(
+    "pipeline_runs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("pipeline", String(200), nullable=False),
+    Column("status", String(16), nullable=False),  # running / finished / failed
+    Column("stages", JSON, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Index("ix_pipeline_runs_pipeline", "pipeline", "started_at"),
+)
