@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 _FLUENT = (
     "active_run",
+    "autolog",
     "end_run",
     "flush",
     "get_workspace",
@@ -85,6 +86,7 @@ __all__ = [
     "WorkspaceNotFoundError",
     "__version__",
     "active_run",
+    "autolog",
     "end_run",
     "flush",
     "get_workspace",

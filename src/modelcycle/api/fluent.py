@@ -111,3 +111,15 @@ def log_model(model: Any, name: str = "model", **options: Any) -> Any:
 
 def flush() -> None:
     _run().flush()
+
+
+def autolog(
+    *, experiment: str | None = None, log_models: bool = True, disable: bool = False
+) -> list[str]:
+    """Log params, metrics and models of scikit-learn, XGBoost, LightGBM and PyTorch
+    training automatically (see :mod:`modelcycle.tracking.autolog`)."""
+    from modelcycle.tracking.autolog import autolog as install
+
+    return install(
+        get_workspace().runs, experiment=experiment, log_models=log_models, disable=disable
+    )
