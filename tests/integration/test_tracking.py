@@ -207,3 +207,23 @@ def test_a_script_that_never_ends_its_run_is_flushed_at_exit(
     stored = workspace.runs.get(out.stdout.strip())
     assert stored.status == "finished"
     assert len(stored.metric_history("loss")) == 30_000
+
+
+def test_downsampled_history_and_system_metrics(workspace: mc.Workspace) -> None:
+    import time
+
+    ws = workspace
+    with ws.start_run("charts", system_metrics=0.2) as run:
+        run.log_batch([("loss", float(s), s, 1000 + s) for s in range(10_000)])
+        run.log_metric("loss", float("nan"), step=10_000)
+        time.sleep(1.0)
+    stored = ws.runs.get(run.id)
+    down = stored.metric_history("loss", max_points=100)
+    assert 95 <= len(down) <= 101
+    # 10,001 steps in buckets of ceil(10001 / 100) = 101 steps: the first is 0..100
+    assert down[0].step == 0 and down[0].value == pytest.approx(50.0)
+    assert [p.step for p in down] == sorted(p.step for p in down)
+    assert len(stored.metric_history("loss")) == 10_001
+    cpu = stored.metric_history("system/cpu_percent")
+    assert len(cpu) >= 2 and all(0 <= p.value <= 100 * 64 for p in cpu)
+    assert stored.metrics["system/memory_used_mb"] > 0

@@ -147,11 +147,15 @@ def compare(
 def metric(
     run: RunArg,
     key: Annotated[str, typer.Argument(help="Metric name.")],
+    max_points: Annotated[
+        int | None,
+        typer.Option("--max-points", help="Downsample to at most N bucket means."),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Every point of one metric series, in step order."""
     with open_workspace() as ws:
-        points = ws.runs.get(run).metric_history(key)
+        points = ws.runs.get(run).metric_history(key, max_points=max_points)
     if json_out:
         print_json(
             [{"step": p.step, "timestamp": p.timestamp, "value": _json(p.value)} for p in points]

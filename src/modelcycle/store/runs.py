@@ -302,6 +302,28 @@ class RunStore:
         # value is NULL only for NaN points
         return [(s, ts, math.nan if v is None else v) for s, ts, v in rows]
 
+    def metric_buckets(
+        self, run_id: str, key: str, max_points: int
+    ) -> list[tuple[int, int, float | None, float | None, float | None]]:
+        """At most ``max_points`` buckets of equal step width: (first step, last
+        timestamp, mean, min, max) each, computed in the database (NaN points skipped)."""
+        p = "?" if self.store.engine.dialect.paramstyle == "qmark" else "%s"
+        with self.store.reading() as conn:
+            lo, hi = conn.exec_driver_sql(
+                f"SELECT MIN(step), MAX(step) FROM run_metrics WHERE run_id = {p} AND key = {p}",
+                (run_id, key),
+            ).one()
+            if lo is None:
+                return []
+            width = max(1, -(-(hi - lo + 1) // max_points))  # ceiling division
+            rows = conn.exec_driver_sql(
+                "SELECT MIN(step), MAX(timestamp), AVG(value), MIN(value), MAX(value) "
+                f"FROM run_metrics WHERE run_id = {p} AND key = {p} "
+                f"GROUP BY (step - {p}) / {p} ORDER BY 1",
+                (run_id, key, lo, width),
+            ).fetchall()
+        return [tuple(r) for r in rows]
+
     def metric_keys(self, run_id: str) -> list[str]:
         c = t.run_latest_metrics.c
         with self.store.reading() as conn:

@@ -71,10 +71,11 @@ class Run:
     def started(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self.start_time / 1000, dt.UTC)
 
-    def metric_history(self, key: str) -> list[MetricPoint]:
-        """Every logged point of ``key``, in step order (then time)."""
+    def metric_history(self, key: str, *, max_points: int | None = None) -> list[MetricPoint]:
+        """Every logged point of ``key``, in step order (then time); ``max_points``
+        downsamples to bucket means for charts."""
         assert self.service is not None
-        return self.service.metric_history(self.id, key)
+        return self.service.metric_history(self.id, key, max_points=max_points)
 
     def inputs(self) -> list[tuple[str, str]]:
         """(dataset version ref, role) of every version the run read."""
@@ -237,7 +238,20 @@ class RunService:
         """A run by id (or a unique prefix of at least 6 characters)."""
         return self._runs([self._row(run_id)])[0]
 
-    def metric_history(self, run_id: str, key: str) -> list[MetricPoint]:
+    def metric_history(
+        self, run_id: str, key: str, *, max_points: int | None = None
+    ) -> list[MetricPoint]:
+        """Every point of ``key`` in step order; with ``max_points``, at most that many
+        points for a chart: the mean of each run of equal-width step buckets."""
+        if max_points is not None:
+            if max_points < 1:
+                raise UsageError("max_points must be at least 1", hint="e.g. 1000")
+            buckets = self.store.metric_buckets(run_id, key, max_points)
+            if buckets:
+                return [
+                    MetricPoint(s, ts, math.nan if mean is None else float(mean))
+                    for s, ts, mean, _, _ in buckets
+                ]
         points = self.store.metric_history(run_id, key)
         if not points:
             row = self._row(run_id)
