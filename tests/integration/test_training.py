@@ -65,6 +65,8 @@ def test_train_spec_is_a_tracked_run_with_a_model(workspace: mc.Workspace, tmp_p
     assert (loaded.predict(x) == result.model.predict(x)).all()
 
 
+# Storage is the same for every estimator: the embedded backend is enough here.
+@pytest.mark.parametrize("backend", ["sqlite+local"], indirect=True)
 @pytest.mark.parametrize("estimator", ["xgboost", "lightgbm", "logistic_regression"])
 def test_each_training_flavor(workspace: mc.Workspace, tmp_path: Path, estimator: str) -> None:
     ws = workspace
