@@ -123,3 +123,8 @@ def autolog(
     return install(
         get_workspace().runs, experiment=experiment, log_models=log_models, disable=disable
     )
+
+
+def load_model(ref: str, *, trusted: tuple[str, ...] | list[str] = ()) -> Any:
+    """A registered model version (``NAME@3``, ``NAME@champion``), ready to predict."""
+    return get_workspace().models.load(ref, trusted=trusted)

@@ -21,9 +21,11 @@ from modelcycle.data.maintenance import FsckReport, GcReport, fsck, gc
 from modelcycle.data.service import DatasetService
 from modelcycle.labeling.service import LabelService
 from modelcycle.pipelines import PipelineService
+from modelcycle.registry import RegistryService
 from modelcycle.store.labels import LabelStore
 from modelcycle.store.metadata import EventRecord, MetadataStore
 from modelcycle.store.pipelines import PipelineStore
+from modelcycle.store.registry import RegistryStore
 from modelcycle.store.runs import RunStore
 from modelcycle.tracking.run import ActiveRun
 from modelcycle.tracking.service import RunService
@@ -55,6 +57,10 @@ class Workspace:
         self.runs = RunService(RunStore(self.store), self.datasets, self.blobs)
         self.training = TrainingService(self.runs, self.datasets, config, self.actor)
         self.pipelines = PipelineService(PipelineStore(self.store), self.datasets, self.training)
+        self.models = RegistryService(
+            RegistryStore(self.store), self.runs, self.blobs, config.state_dir / "cache" / "models"
+        )
+        self.runs.registrar = self.models.register
 
     @classmethod
     def create(

@@ -12,6 +12,7 @@ import typer
 from modelcycle import __version__
 from modelcycle.cli import dataset as dataset_cli
 from modelcycle.cli import label as label_cli
+from modelcycle.cli import model as model_cli
 from modelcycle.cli import pipeline as pipeline_cli
 from modelcycle.cli import run as run_cli
 from modelcycle.cli import train as train_cli
@@ -40,6 +41,7 @@ app.add_typer(label_cli.app, name="label")
 app.add_typer(run_cli.app, name="run")
 app.command("train")(train_cli.train)
 app.add_typer(pipeline_cli.app, name="pipeline")
+app.add_typer(model_cli.app, name="model")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 

@@ -60,6 +60,9 @@ def referenced_oids(store: MetadataStore, blobs: BlobStore) -> set[str]:
     """Every blob a live version needs (its manifest and everything the manifest names),
     and every artifact of a live run."""
     refs: set[str] = {oid for _, oid in store.live_artifacts()}
+    for ref, manifest_oid in store.live_model_manifests():
+        refs.add(manifest_oid)
+        refs |= load_manifest(blobs.read_bytes(manifest_oid), ref).oids()
     for ref, _kind, manifest_oid in store.live_manifests():
         refs.add(manifest_oid)
         refs |= load_manifest(blobs.read_bytes(manifest_oid), ref).oids()
@@ -85,6 +88,13 @@ def fsck(
             needed.setdefault(oid, ref)
     for where, oid in store.live_artifacts():
         needed.setdefault(oid, where)
+    for ref, manifest_oid in store.live_model_manifests():
+        needed.setdefault(manifest_oid, ref)
+        try:
+            for oid in load_manifest(blobs.read_bytes(manifest_oid), ref).oids():
+                needed.setdefault(oid, ref)
+        except (NotFoundError, BlobCorruptedError, IntegrityError) as e:
+            report.problems.append({"ref": ref, "blob": manifest_oid, "problem": e.message})
     stored = set(blobs.iter_oids())
     progress.task("verifying blobs", total=len(needed))
     for oid, ref in sorted(needed.items()):

@@ -368,15 +368,37 @@ class MetadataStore:
         return [(f"{r['dataset']}@{r['version']}", r["kind"], r["manifest_oid"]) for r in rows]
 
     def live_artifacts(self) -> list[tuple[str, str]]:
-        """(run id/path, blob oid) of every artifact of a run not deleted."""
-        a, r = t.run_artifacts.c, t.runs.c
+        """(run id/path, blob oid) of every artifact of a run not deleted, except the
+        package files of retired model versions (their blobs may be freed)."""
+        a, r, v = t.run_artifacts.c, t.runs.c, t.model_versions.c
         stmt = (
             select(a.run_id, a.path, a.oid)
             .join(t.runs, r.id == a.run_id)
             .where(r.deleted_at.is_(None))
         )
         with self.reading() as conn:
-            return [(f"run {rid}/{path}", oid) for rid, path, oid in conn.execute(stmt)]
+            retired = {
+                (rid, src)
+                for rid, src in conn.execute(select(v.run_id, v.source).where(v.stage == "retired"))
+                if rid and src
+            }
+            out = []
+            for rid, path, oid in conn.execute(stmt):
+                if any(rid == r_id and path.startswith(src + "/") for r_id, src in retired):
+                    continue
+                out.append((f"run {rid}/{path}", oid))
+        return out
+
+    def live_model_manifests(self) -> list[tuple[str, str]]:
+        """(model ref, manifest oid) of every registered version not retired."""
+        v, m = t.model_versions.c, t.models.c
+        stmt = (
+            select(m.name, v.version, v.manifest_oid)
+            .join(t.models, m.id == v.model_id)
+            .where(v.stage != "retired")
+        )
+        with self.reading() as conn:
+            return [(f"{n}@{num}", oid) for n, num, oid in conn.execute(stmt)]
 
     def delete_versions(self, versions: Sequence[VersionRecord], reason: dict[str, Any]) -> None:
         """Mark versions deleted (lineage metadata stays; their blobs become collectable)."""

@@ -281,3 +281,59 @@ pipeline_runs = Table(
     Column("finished_at", DateTime(timezone=True)),
     Index("ix_pipeline_runs_pipeline", "pipeline", "started_at"),
 )
+
+# -- registry (migration 0005) -------------------------------------------------------------
+models = Table(
+    "models",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(200), nullable=False),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_id", Integer, ForeignKey("models.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("run_id", String(32), ForeignKey("runs.id")),
+    Column("source", String(1000)),  # the run's artifact folder it was registered from
+    Column("manifest_oid", String(128), nullable=False),  # the package's files
+    Column("flavor", String(64), nullable=False),
+    Column("signature", JSON),
+    Column("metrics", JSON),
+    Column("needs_trust", JSON),
+    Column("stage", String(16), nullable=False),  # registered/staging/production/archived/retired
+    Column("description", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    UniqueConstraint("model_id", "version", name="uq_model_versions_number"),
+)
+
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("model_id", Integer, ForeignKey("models.id"), primary_key=True),
+    Column("alias", String(200), primary_key=True),
+    Column("version_id", Integer, ForeignKey("model_versions.id"), nullable=False),
+)
+
+# Every registry change, for `model history` ("what was in production at time T").
+model_transitions = Table(
+    "model_transitions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_id", Integer, ForeignKey("models.id"), nullable=False),
+    Column("version_id", Integer, ForeignKey("model_versions.id")),
+    Column("kind", String(32), nullable=False),  # registered/stage/alias/alias_removed
+    Column("alias", String(200)),
+    Column("from_stage", String(16)),
+    Column("to_stage", String(16)),
+    Column("reason", Text),
+    Column("forced", Boolean, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_model_transitions_model", "model_id", "at"),
+)

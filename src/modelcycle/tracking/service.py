@@ -120,6 +120,8 @@ class RunService:
         self.blobs = blobs
         self._local = threading.local()
         self._experiments: dict[str, int] = {}  # name -> id; experiments are never renamed
+        # Registers a logged model (run id, model name, path=); set by the workspace.
+        self.registrar: Any = None
 
     # -- the active-run stack (per thread) -------------------------------------------
     @property
@@ -435,13 +437,9 @@ class RunService:
     ) -> Any:
         from modelcycle.flavors.package import save_package
 
-        if register_as is not None:
-            raise UsageError(
-                "register_as needs the model registry, which this version of modelcycle "
-                "does not have yet",
-                hint="log the model without register_as; it is stored with the run",
-            )
         check_name(name, "model name")
+        if register_as is not None:
+            check_name(register_as, "model name")
         lineage = {
             "run_id": run.id,
             "experiment": run.experiment,
@@ -454,6 +452,11 @@ class RunService:
             )
             self.log_artifact(run.id, folder, f"models/{name}")
         run.set_tag(f"model.{name}.flavor", info.flavor)
+        if register_as is not None:
+            if self.registrar is None:
+                raise UsageError("this RunService has no registry", hint="use ws.runs")
+            run.flush()
+            return self.registrar(run.id, register_as, path=f"models/{name}")
         return info
 
 
