@@ -65,7 +65,9 @@ def __getattr__(name: str) -> Any:
     if name in _FLUENT:
         from modelcycle.api import fluent
 
-        return getattr(fluent, name)
+        value = getattr(fluent, name)
+        globals()[name] = value  # `mc.log_metric` runs in training loops: look it up once
+        return value
     raise AttributeError(f"module 'modelcycle' has no attribute {name!r}")
 
 
@@ -86,21 +88,5 @@ __all__ = [
     "Workspace",
     "WorkspaceNotFoundError",
     "__version__",
-    "active_run",
-    "autolog",
-    "end_run",
-    "flush",
-    "get_workspace",
-    "load_model",
-    "log_artifact",
-    "log_input",
-    "log_metric",
-    "log_metrics",
-    "log_model",
-    "log_param",
-    "log_params",
-    "set_tag",
-    "set_tags",
-    "set_workspace",
-    "start_run",
 ]
+__all__.extend(_FLUENT)

@@ -202,7 +202,8 @@ class DatasetService:
             batch.put_bytes(manifest.to_bytes(), new.manifest_oid)
         return self.store.create_version(new)
 
-    def _latest(self, name: str) -> VersionRecord | None:
+    def latest(self, name: str) -> VersionRecord | None:
+        """The newest live version of ``name``, or None (no error when there is none)."""
         ds = self.store.get_dataset(name)
         if ds is None:
             return None
@@ -251,7 +252,7 @@ class DatasetService:
             raise InputDataError(
                 f"{src} holds no files", hint="add a folder with at least one file"
             )
-        latest = self._latest(name)
+        latest = self.latest(name)
         known: set[str] = set()
         if latest is not None and latest.kind == "files":
             known = self.manifest(latest).oids()
@@ -299,7 +300,7 @@ class DatasetService:
     ) -> AddResult:
         from modelcycle.data.tables import write_parquet
 
-        latest = self._latest(name)
+        latest = self.latest(name)
         with self._scratch() as tmp:
             progress.task(f"reading {src.name} ({fmt})")
             part_path = tmp / "part-0.parquet"

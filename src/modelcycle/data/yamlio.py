@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from modelcycle.core.errors import NotFoundError, UsageError
+from modelcycle.core.text import suggest
+
+__all__ = ["load_yaml", "suggest"]
 
 
 def load_yaml(path: str | Path, error: type[UsageError]) -> Any:
@@ -32,9 +33,3 @@ def load_yaml(path: str | Path, error: type[UsageError]) -> Any:
             f"{path} is not valid YAML{where}: {problem}",
             hint="fix the YAML syntax (indentation, colons, quotes)",
         ) from e
-
-
-def suggest(word: str, known: Iterable[str]) -> str:
-    """' (did you mean X?)' when a known word is close to ``word``."""
-    close = difflib.get_close_matches(word, sorted(known), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -15,13 +15,13 @@ object with a ``predict`` method.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import importlib
 import importlib.metadata
 from typing import Any
 
 from modelcycle.core.errors import UsageError
+from modelcycle.core.text import suggest
 from modelcycle.flavors.base import Flavor
 
 GROUP = "modelcycle.flavors"
@@ -51,10 +51,8 @@ def get_flavor(name: str) -> Flavor:
     if name in plugins:
         return _instance(plugins[name])
     names = available_flavors()
-    close = difflib.get_close_matches(name, names, n=1)
-    guess = f" (did you mean {close[0]!r}?)" if close else ""
     raise UsageError(
-        f"unknown flavor {name!r}{guess}",
+        f"unknown flavor {name!r}{suggest(name, names)}",
         hint=f"use one of: {', '.join(names)}; other flavors come from plugins that "
         f"register the {GROUP!r} entry point",
     )

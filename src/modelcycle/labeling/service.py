@@ -460,7 +460,8 @@ class LabelService:
         for a in annotations:
             by_task[a.task_id][a.annotator] = a.value
         _, conflicts = self._consensus(project, tasks, annotations)
-        conflict_ids = {t.id for t in tasks if t.key in set(conflicts)}
+        conflicted = set(conflicts)
+        conflict_ids = {t.id for t in tasks if t.key in conflicted}
         assigned: defaultdict[str, set[int]] = defaultdict(set)
         for tid, who in self.labels.assignments(project.record.id):
             assigned[who].add(tid)
@@ -591,16 +592,14 @@ class LabelService:
         annotation per labeled task, as COCO and YOLO want)."""
         project = self.get(name)
         tasks, annotations = self._current(project)
-        data = self._task_data(project, tasks)
-        snap = ProjectSnapshot(
-            project.schema, data, meta={"project": name, "dataset": project.dataset.ref}
-        )
         if resolved:
             values, _ = self._consensus(project, tasks, annotations)
-            snap.annotations = [
-                AnnotationData(key, "consensus", value) for key, value in values.items()
-            ]
-            return snap
+            return self._resolved_snapshot(project, tasks, values)
+        snap = ProjectSnapshot(
+            project.schema,
+            self._task_data(project, tasks),
+            meta={"project": name, "dataset": project.dataset.ref},
+        )
         keys = {t.id: t.key for t in tasks}
         index: dict[int, int] = {}
         for p in self.labels.predictions(project.record.id):
@@ -620,6 +619,17 @@ class LabelService:
                 )
             )
         return snap
+
+    def _resolved_snapshot(
+        self, project: Project, tasks: list[TaskRecord], values: dict[str, Any]
+    ) -> ProjectSnapshot:
+        """The tasks with one consensus annotation per labeled task."""
+        return ProjectSnapshot(
+            project.schema,
+            self._task_data(project, tasks),
+            [AnnotationData(key, "consensus", value) for key, value in values.items()],
+            meta={"project": project.name, "dataset": project.dataset.ref},
+        )
 
     def _task_data(self, project: Project, tasks: list[TaskRecord]) -> list[TaskData]:
         version = project.dataset
@@ -671,7 +681,7 @@ class LabelService:
         progress.task(f"writing {len(snap.tasks)} tasks as {fmt}", total=len(snap.tasks))
         if fmt == "label-studio":
             target = out / f"{name}.label-studio.json" if out.is_dir() else out
-            _write_atomic(target, json.dumps(formats.to_label_studio(snap)).encode())
+            formats.write_label_studio(snap, target)
             progress.advance(len(snap.tasks))
             return target
         if fmt in ("csv", "jsonl"):
@@ -759,7 +769,7 @@ class LabelService:
 
         manifest = self.datasets.manifest(project.dataset)
         assert isinstance(manifest, FileManifest)
-        snap = self.snapshot(name, resolved=True)
+        snap = self._resolved_snapshot(project, tasks, values)
         with tempfile.TemporaryDirectory(prefix="mc-label-") as tmp:
             if project.schema.kind == "boxes":
                 formats.write_coco(snap, Path(tmp), None)
@@ -1054,16 +1064,6 @@ def _annotation_dict(a: AnnotationRecord, key: str) -> dict[str, Any]:
         "created_at": a.created_at.isoformat(),
         "replaced_at": a.replaced_at.isoformat() if a.replaced_at else None,
     }
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.mc-tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 __all__ = ["ExportJob", "LabelService", "Predictor", "Project"]

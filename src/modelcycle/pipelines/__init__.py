@@ -245,7 +245,7 @@ class PipelineService:
         if files:
             parts.append(self._content(pipeline.root / str(files)))
         for name in s.reads:
-            latest = self._latest(name)
+            latest = self.datasets.latest(name)
             parts.append(f"{name}={latest.content_hash if latest else 'missing'}")
         return hash_text(*parts)
 
@@ -259,13 +259,6 @@ class PipelineService:
 
         manifest = current_manifest(path, stat_cache_path(self.datasets.state_dir))
         return hash_bytes(manifest.to_bytes())
-
-    def _latest(self, name: str) -> Any:
-        ds = self.datasets.store.get_dataset(name)
-        if ds is None:
-            return None
-        versions = self.datasets.store.versions(ds.id)
-        return versions[-1] if versions else None
 
     def _execute(self, pipeline: Pipeline, s: Stage) -> dict[str, Any]:
         p, root = s.params, pipeline.root

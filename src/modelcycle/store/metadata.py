@@ -8,10 +8,10 @@ locked, so concurrent writers get distinct numbers and none is lost.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, RowMapping, and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
@@ -20,6 +20,8 @@ from sqlalchemy.exc import OperationalError
 from modelcycle.core.errors import ConflictError, StorageError
 from modelcycle.store import schema as t
 from modelcycle.store.engine import ensure_schema, make_engine
+
+T = TypeVar("T")
 
 
 def utcnow() -> dt.datetime:
@@ -200,15 +202,20 @@ class MetadataStore:
 
     def create_version(self, new: NewVersion) -> VersionRecord:
         """Insert a version (creating its dataset on first use) with lineage and event."""
+        return self.allocating(lambda: self._create_version(new), f"{new.dataset!r}")
+
+    @staticmethod
+    def allocating(insert_next: Callable[[], T], what: str) -> T:
+        """Run ``insert_next`` (a transaction that reads the highest number and inserts
+        the next), again when a concurrent writer took the number or created the parent
+        row first: the transaction rolled back, so a retry is safe."""
         for attempt in range(5):
             try:
-                return self._create_version(new)
+                return insert_next()
             except SAIntegrityError as e:
-                # Another writer created the same dataset or took the number between our
-                # read and insert; the transaction rolled back, so simply try again.
                 if attempt == 4:
                     raise ConflictError(
-                        f"could not allocate a version of {new.dataset!r}: {e.orig}",
+                        f"could not allocate a version of {what}: {e.orig}",
                         hint="retry the command",
                     ) from e
         raise AssertionError("unreachable")
@@ -377,14 +384,13 @@ class MetadataStore:
             .where(r.deleted_at.is_(None))
         )
         with self.reading() as conn:
-            retired = {
-                (rid, src)
-                for rid, src in conn.execute(select(v.run_id, v.source).where(v.stage == "retired"))
-                if rid and src
-            }
+            retired: dict[str, tuple[str, ...]] = {}  # run id -> retired package folders
+            for rid, src in conn.execute(select(v.run_id, v.source).where(v.stage == "retired")):
+                if rid and src:
+                    retired[rid] = (*retired.get(rid, ()), src + "/")
             out = []
             for rid, path, oid in conn.execute(stmt):
-                if any(rid == r_id and path.startswith(src + "/") for r_id, src in retired):
+                if rid in retired and path.startswith(retired[rid]):
                     continue
                 out.append((f"run {rid}/{path}", oid))
         return out

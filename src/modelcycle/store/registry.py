@@ -12,9 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
-from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
-from modelcycle.core.errors import ConflictError
 from modelcycle.store import schema as t
 from modelcycle.store.metadata import MetadataStore, _aware, utcnow
 
@@ -88,16 +86,7 @@ class RegistryStore:
 
     # -- registering -------------------------------------------------------------------
     def register(self, name: str, values: dict[str, Any]) -> ModelVersionRow:
-        for attempt in range(5):
-            try:
-                return self._register(name, values)
-            except SAIntegrityError as e:
-                if attempt == 4:
-                    raise ConflictError(
-                        f"could not allocate a version of model {name!r}: {e.orig}",
-                        hint="retry the command",
-                    ) from e
-        raise AssertionError("unreachable")
+        return self.store.allocating(lambda: self._register(name, values), f"model {name!r}")
 
     def _register(self, name: str, values: dict[str, Any]) -> ModelVersionRow:
         now = utcnow()

@@ -94,8 +94,7 @@ class RunStore:
 
     def __init__(self, store: MetadataStore) -> None:
         self.store = store
-        driver = store.engine.dialect.paramstyle
-        p = "?" if driver == "qmark" else "%s"
+        p = self._p = "?" if store.engine.dialect.paramstyle == "qmark" else "%s"
         self._sql = {
             "latest": _LATEST_UPSERT.format(p=p),
             "point": _POINT_INSERT.format(p=p),
@@ -259,7 +258,7 @@ class RunStore:
         """Rows of ``sql`` (with ``{ids}`` for the placeholders) over ``run_ids``, via the
         driver directly: listing 1,000 runs reads ~10,000 rows and SQLAlchemy's per-row
         result processing would dominate."""
-        p = "?" if self.store.engine.dialect.paramstyle == "qmark" else "%s"
+        p = self._p
         out: list[tuple[Any, ...]] = []
         with self.store.reading() as conn:
             for chunk in _chunks(run_ids):
@@ -292,7 +291,7 @@ class RunStore:
         """(step, timestamp, value) of every point of one series, in step order.
 
         NaN comes back as NaN (it is stored as NULL with ``is_nan`` set)."""
-        p = "?" if self.store.engine.dialect.paramstyle == "qmark" else "%s"
+        p = self._p
         with self.store.reading() as conn:
             rows = conn.exec_driver_sql(
                 "SELECT step, timestamp, value FROM run_metrics "
@@ -307,7 +306,7 @@ class RunStore:
     ) -> list[tuple[int, int, float | None, float | None, float | None]]:
         """At most ``max_points`` buckets of equal step width: (first step, last
         timestamp, mean, min, max) each, computed in the database (NaN points skipped)."""
-        p = "?" if self.store.engine.dialect.paramstyle == "qmark" else "%s"
+        p = self._p
         with self.store.reading() as conn:
             lo, hi = conn.exec_driver_sql(
                 f"SELECT MIN(step), MAX(step) FROM run_metrics WHERE run_id = {p} AND key = {p}",

@@ -167,6 +167,46 @@ def _head(x: Any) -> Any:
 
 
 # -- boosting libraries ----------------------------------------------------------------------
+def _patch_booster(
+    service: RunService,
+    experiment: str | None,
+    log_models: bool,
+    kind: str,
+    callback: Callable[[ActiveRun], Any],
+    modules: tuple[Any, ...],
+    estimators: tuple[type, ...],
+) -> None:
+    """Wrap a library's ``train(params, data, ...)`` in ``modules`` so every round's
+    evaluation results reach the run through ``callback(run)``, and the scikit-learn
+    wrappers' ``fit`` so a fit through them is one run."""
+
+    def make(original: Any) -> Any:
+        @functools.wraps(original)
+        def train(*args: Any, **kwargs: Any) -> Any:
+            # Callers pass (params, data) by position or by the library's own names
+            # (dtrain=, train_set=): only params and callbacks are looked at.
+            with _outer(service, experiment, kind) as (run, outermost):
+                if run is None:
+                    return original(*args, **kwargs)
+                if outermost:
+                    params = args[0] if args else kwargs.get("params")
+                    run.log_params(_flat_params(dict(params or {})))
+                callbacks = list(kwargs.pop("callbacks", None) or [])
+                booster = original(*args, callbacks=[*callbacks, callback(run)], **kwargs)
+                if log_models and outermost:
+                    run.log_model(booster, "model")
+                return booster
+
+        return train
+
+    for module in modules:
+        _patch(module, "train", make)
+    fit = _fit_wrapper(service, experiment, log_models, kind)
+    for cls in estimators:
+        if "fit" in cls.__dict__:
+            _patch(cls, "fit", fit)
+
+
 def _xgboost(service: RunService, experiment: str | None, log_models: bool) -> None:
     import xgboost
     import xgboost.sklearn
@@ -187,31 +227,15 @@ def _xgboost(service: RunService, experiment: str | None, log_models: bool) -> N
                     )
             return False
 
-    def make(original: Any) -> Any:
-        @functools.wraps(original)
-        def train(params: Any, dtrain: Any, *args: Any, **kwargs: Any) -> Any:
-            with _outer(service, experiment, "xgboost") as (run, outermost):
-                if run is None:
-                    return original(params, dtrain, *args, **kwargs)
-                if outermost:
-                    run.log_params(_flat_params(dict(params or {})))
-                callbacks = list(kwargs.pop("callbacks", None) or [])
-                booster = original(
-                    params, dtrain, *args, callbacks=[*callbacks, Logger(run)], **kwargs
-                )
-                if log_models and outermost:
-                    run.log_model(booster, "model")
-                return booster
-
-        return train
-
-    _patch(xgboost.training, "train", make)
-    _patch(xgboost, "train", make)
-    _patch(xgboost.sklearn, "train", make)
-    fit = _fit_wrapper(service, experiment, log_models, "xgboost")
-    for cls in (xgboost.XGBModel, xgboost.XGBClassifier, xgboost.XGBRegressor):
-        if "fit" in cls.__dict__:
-            _patch(cls, "fit", fit)
+    _patch_booster(
+        service,
+        experiment,
+        log_models,
+        "xgboost",
+        Logger,
+        (xgboost.training, xgboost, xgboost.sklearn),
+        (xgboost.XGBModel, xgboost.XGBClassifier, xgboost.XGBRegressor),
+    )
 
 
 def _lightgbm(service: RunService, experiment: str | None, log_models: bool) -> None:
@@ -227,31 +251,15 @@ def _lightgbm(service: RunService, experiment: str | None, log_models: bool) -> 
         callback.order = 30  # type: ignore[attr-defined]
         return callback
 
-    def make(original: Any) -> Any:
-        @functools.wraps(original)
-        def train(params: Any, train_set: Any, *args: Any, **kwargs: Any) -> Any:
-            with _outer(service, experiment, "lightgbm") as (run, outermost):
-                if run is None:
-                    return original(params, train_set, *args, **kwargs)
-                if outermost:
-                    run.log_params(_flat_params(dict(params or {})))
-                callbacks = list(kwargs.pop("callbacks", None) or [])
-                booster = original(
-                    params, train_set, *args, callbacks=[*callbacks, logger(run)], **kwargs
-                )
-                if log_models and outermost:
-                    run.log_model(booster, "model")
-                return booster
-
-        return train
-
-    _patch(lightgbm.engine, "train", make)
-    _patch(lightgbm, "train", make)
-    _patch(lightgbm.sklearn, "train", make)
-    fit = _fit_wrapper(service, experiment, log_models, "lightgbm")
-    for cls in (lightgbm.LGBMModel, lightgbm.LGBMClassifier, lightgbm.LGBMRegressor):
-        if "fit" in cls.__dict__:
-            _patch(cls, "fit", fit)
+    _patch_booster(
+        service,
+        experiment,
+        log_models,
+        "lightgbm",
+        logger,
+        (lightgbm.engine, lightgbm, lightgbm.sklearn),
+        (lightgbm.LGBMModel, lightgbm.LGBMClassifier, lightgbm.LGBMRegressor),
+    )
 
 
 # -- PyTorch ---------------------------------------------------------------------------------

@@ -27,9 +27,7 @@ Every key is checked; a typo gets the list of valid keys and a "did you mean".
 
 from __future__ import annotations
 
-import difflib
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ from typing import Any
 import yaml
 
 from modelcycle.core.errors import NotFoundError, UsageError
+from modelcycle.core.text import suggest
 
 # Short names for the estimators people reach for first: (flavor, class path, task).
 ESTIMATORS: dict[str, tuple[str, str]] = {
@@ -85,16 +84,11 @@ SEARCH_KEYS = ("trials", "metric", "direction", "space", "pruner", "timeout", "s
 SPACE_KINDS = ("int", "float", "choice")
 
 
-def _suggest(word: str, known: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(known), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _keys(data: dict[str, Any], known: tuple[str, ...], where: str) -> None:
     for key in data:
         if key not in known:
             raise UsageError(
-                f"{where}: unknown key {key!r}{_suggest(str(key), known)}",
+                f"{where}: unknown key {key!r}{suggest(str(key), known)}",
                 hint=f"valid keys: {', '.join(known)}",
             )
 
@@ -217,7 +211,7 @@ class TrainSpec:
         task = data.get("task")
         if task is not None and task not in TASKS:
             raise UsageError(
-                f"{where}: task {task!r} is not known{_suggest(str(task), TASKS)}",
+                f"{where}: task {task!r} is not known{suggest(str(task), TASKS)}",
                 hint=f"use {' or '.join(TASKS)}",
             )
         estimator, flavor = _estimator(str(m["estimator"]), m.get("flavor"), where)
@@ -228,7 +222,7 @@ class TrainSpec:
         for metric in metrics:
             if metric not in known_metrics:
                 raise UsageError(
-                    f"{where}: unknown metric {metric!r}{_suggest(str(metric), known_metrics)}",
+                    f"{where}: unknown metric {metric!r}{suggest(str(metric), known_metrics)}",
                     hint=f"classification: {', '.join(CLASSIFICATION_METRICS)}; "
                     f"regression: {', '.join(REGRESSION_METRICS)}",
                 )
@@ -305,7 +299,7 @@ def _estimator(name: str, flavor: Any, where: str) -> tuple[str, str]:
         return path, str(flavor or alias_flavor)
     if "." not in name:
         raise UsageError(
-            f"{where}: unknown estimator {name!r}{_suggest(name, ESTIMATORS)}",
+            f"{where}: unknown estimator {name!r}{suggest(name, ESTIMATORS)}",
             hint=f"use an alias ({', '.join(ESTIMATORS)}) or a class path such as sklearn.svm.SVC",
         )
     root = name.split(".", 1)[0]
@@ -313,7 +307,7 @@ def _estimator(name: str, flavor: Any, where: str) -> tuple[str, str]:
     chosen = str(flavor or inferred or "sklearn")
     if chosen not in FLAVORS:
         raise UsageError(
-            f"{where}: unknown flavor {chosen!r}{_suggest(chosen, FLAVORS)}",
+            f"{where}: unknown flavor {chosen!r}{suggest(chosen, FLAVORS)}",
             hint=f"train specs take the flavors {', '.join(FLAVORS)}",
         )
     return name, chosen
@@ -333,7 +327,7 @@ def _search(data: Any, where: str) -> Search:
     if direction not in ("", "maximize", "minimize"):
         raise UsageError(
             f"{where}: direction {direction!r} is not maximize or minimize"
-            f"{_suggest(direction, ('maximize', 'minimize'))}",
+            f"{suggest(direction, ('maximize', 'minimize'))}",
             hint="direction: maximize",
         )
     pruner = str(data.get("pruner", "median"))

@@ -28,6 +28,7 @@ from modelcycle.labeling.formats.label_studio import (
     from_label_studio,
     read_label_studio,
     to_label_studio,
+    write_label_studio,
 )
 from modelcycle.labeling.formats.tables import read_table, write_table
 from modelcycle.labeling.formats.yolo import IMAGE_SUFFIXES, read_yolo, write_yolo
@@ -44,6 +45,7 @@ __all__ = [
     "read_yolo",
     "to_label_studio",
     "write_coco",
+    "write_label_studio",
     "write_table",
     "write_yolo",
 ]

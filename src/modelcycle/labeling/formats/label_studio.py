@@ -15,6 +15,7 @@ as ``user-n``.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ from modelcycle.labeling.formats._common import (
     _need_list,
     _positive_int,
     _type_name,
+    _write_text,
 )
 from modelcycle.labeling.schema import (
     AnnotationData,
@@ -735,4 +737,17 @@ def _insert_kept(items: list[Any], kept: Any) -> list[Any]:
     return items
 
 
-__all__ = ["LS_TYPES", "ImageSizes", "from_label_studio", "read_label_studio", "to_label_studio"]
+def write_label_studio(snap: ProjectSnapshot, path: Path) -> Path:
+    """Write :func:`to_label_studio` of ``snap`` to ``path`` (replaced atomically)."""
+    _write_text(path, json.dumps(to_label_studio(snap)))
+    return path
+
+
+__all__ = [
+    "LS_TYPES",
+    "ImageSizes",
+    "from_label_studio",
+    "read_label_studio",
+    "to_label_studio",
+    "write_label_studio",
+]
