@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from modelcycle.core.errors import (
     BlobCorruptedError,
     ConflictError,
+    GateRefused,
     InputDataError,
     IntegrityError,
     ModelcycleError,
@@ -34,6 +35,7 @@ _FLUENT = (
     "active_run",
     "autolog",
     "end_run",
+    "evaluate",
     "flush",
     "get_workspace",
     "load_model",
@@ -74,6 +76,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "BlobCorruptedError",
     "ConflictError",
+    "GateRefused",
     "InputDataError",
     "IntegrityError",
     "ModelcycleError",

@@ -18,7 +18,9 @@ def test_quickstart_walks_the_data_lifecycle(tmp_path: Path) -> None:
         "Split",
         "Label it",
         "Train a model",
-        "Lineage",
+        "evaluate them on the test split",
+        "gate.yaml passed",
+        "Lineage of cancer@",
         "fsck",
     ):
         assert heading in out, heading
@@ -42,6 +44,18 @@ def test_quickstart_walks_the_data_lifecycle(tmp_path: Path) -> None:
         search = next(r for r in parents if r.name == "trees-search")
         assert len([r for r in runs if r.parent_id == search.id]) == 8
         assert ws.runs.get(search.id).inputs()[0][0] == "cancer-train@1"
+        # Both models registered and evaluated on the test split; one is in production,
+        # and its printed lineage reaches the raw CSV.
+        versions = ws.models.versions("cancer")
+        assert [v.version for v in versions] == [1, 2]
+        for v in versions:
+            [ev] = ws.evaluations.list(v.ref)
+            assert ev.dataset_ref == "cancer-test@1" and ev.metrics["roc_auc"] > 0.9
+            assert (root / "reports" / f"cancer-{v.version}.html").stat().st_size > 10_000
+        [prod] = [v for v in versions if v.stage == "production"]
+        assert ws.models.resolve("cancer@champion").version == prod.version
+        assert f"model {prod.ref}" in out and "train: cancer-train@1" in out
+        assert "cancer@1" in out.split("Lineage of")[1] and "added from" in out
         assert ws.fsck().ok
     finally:
         ws.close()

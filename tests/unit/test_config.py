@@ -15,6 +15,7 @@ from modelcycle.core.config import (
     DEFAULT_STORE,
     ENV_WORKSPACE,
     STATE_DIR,
+    WebhookConfig,
     WorkspaceConfig,
     find_workspace_root,
 )
@@ -226,3 +227,135 @@ def test_an_empty_environment_variable_is_ignored(
     root = make_workspace(tmp_path / "ws")
     monkeypatch.setenv(ENV_WORKSPACE, "")
     assert find_workspace_root(root) == root.resolve()
+
+
+# ---------------------------------------------------------------- webhooks
+
+
+def test_webhooks_default_to_none(tmp_path: Path) -> None:
+    assert WorkspaceConfig(tmp_path).webhooks == ()
+    assert "webhooks" not in WorkspaceConfig(tmp_path).to_toml()
+
+
+def test_webhooks_round_trip(tmp_path: Path) -> None:
+    config = WorkspaceConfig(
+        tmp_path,
+        webhooks=(
+            WebhookConfig("https://ci.example.com/hooks/modelcycle", secret_env="MC_HOOK_SECRET"),
+            WebhookConfig(
+                "http://127.0.0.1:8080/x?token=a",
+                events=("model.alias.*", "model.stage"),
+                secret='s3"cr\\et',
+                max_attempts=2,
+                timeout_seconds=0.5,
+            ),
+        ),
+    )
+    save(config)
+    assert WorkspaceConfig.load(tmp_path) == config
+
+
+def test_webhook_defaults_fill_in(tmp_path: Path) -> None:
+    (tmp_path / CONFIG_NAME).write_text(
+        '[[webhooks]]\nurl = "https://example.com/hook"\ntimeout_seconds = 2\n'
+    )
+    (hook,) = WorkspaceConfig.load(tmp_path).webhooks
+    assert hook == WebhookConfig("https://example.com/hook", timeout_seconds=2.0)
+    assert hook.events == ("model.*",)
+    assert hook.max_attempts == 5
+    assert hook.secret is None
+    assert hook.secret_env is None
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(toml_text.filter(lambda e: e.strip() != ""), min_size=1, max_size=3),
+    toml_text.filter(bool),
+)
+def test_any_webhook_patterns_and_secrets_round_trip(
+    tmp_path: Path, events: list[str], secret: str
+) -> None:
+    config = WorkspaceConfig(
+        tmp_path, webhooks=(WebhookConfig("https://h/", events=tuple(events), secret=secret),)
+    )
+    save(config)
+    assert WorkspaceConfig.load(tmp_path) == config
+
+
+GOOD_HOOK = '[[webhooks]]\nurl = "https://example.com/hook"\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "fragment"),
+    [
+        ('[webhooks]\nurl = "https://x"\n', "webhooks", "array of tables"),
+        ("webhooks = [1]\n", "webhooks[0]", "must be a table"),
+        ("[[webhooks]]\nevents = ['model.*']\n", "webhooks[0]", "has no url"),
+        ('[[webhooks]]\nurl = "ftp://example.com/x"\n', "webhooks[0].url", "'ftp://"),
+        ('[[webhooks]]\nurl = "example.com/hook"\n', "webhooks[0].url", "http"),
+        ('[[webhooks]]\nurl = "https://"\n', "webhooks[0].url", "host"),
+        ('[[webhooks]]\nurl = "http://h:99999/"\n', "webhooks[0].url", "99999"),
+        ("[[webhooks]]\nurl = 3\n", "webhooks[0].url", "got 3"),
+        (GOOD_HOOK + GOOD_HOOK + "[[webhooks]]\nurl = 'gopher://x'\n", "webhooks[2].url", ""),
+        (GOOD_HOOK + "events = []\n", "webhooks[0].events", "non-empty"),
+        (GOOD_HOOK + 'events = "model.*"\n', "webhooks[0].events", "list"),
+        (GOOD_HOOK + 'events = ["model.*", ""]\n', "webhooks[0].events", "list"),
+        (GOOD_HOOK + "max_attempts = 0\n", "webhooks[0].max_attempts", "at least 1"),
+        (GOOD_HOOK + "max_attempts = 2.5\n", "webhooks[0].max_attempts", "whole number"),
+        (GOOD_HOOK + "max_attempts = true\n", "webhooks[0].max_attempts", "whole number"),
+        (GOOD_HOOK + "timeout_seconds = 0\n", "webhooks[0].timeout_seconds", "above 0"),
+        (GOOD_HOOK + 'timeout_seconds = "5"\n', "webhooks[0].timeout_seconds", "number"),
+        (GOOD_HOOK + "timeout_seconds = nan\n", "webhooks[0].timeout_seconds", "number"),
+        (GOOD_HOOK + "timeout_seconds = inf\n", "webhooks[0].timeout_seconds", "number"),
+        (GOOD_HOOK + 'secret_env = ""\n', "webhooks[0].secret_env", "non-empty"),
+        (GOOD_HOOK + "secret = 'a'\nsecret_env = 'B'\n", "webhooks[0]", "both"),
+        (GOOD_HOOK + "evnets = ['model.*']\n", "webhooks[0]", "did you mean 'events'"),
+    ],
+)
+def test_bad_webhooks_are_named_in_the_error(
+    tmp_path: Path, text: str, where: str, fragment: str
+) -> None:
+    (tmp_path / CONFIG_NAME).write_text(text)
+    with pytest.raises(UsageError) as info:
+        WorkspaceConfig.load(tmp_path)
+    assert f"{CONFIG_NAME}: {where} " in info.value.message
+    assert fragment in info.value.message
+    assert info.value.hint
+
+
+def test_a_bad_secret_is_not_echoed(tmp_path: Path) -> None:
+    (tmp_path / CONFIG_NAME).write_text(GOOD_HOOK + "secret = 123456789\n")
+    with pytest.raises(UsageError, match=r"webhooks\[0\]\.secret") as info:
+        WorkspaceConfig.load(tmp_path)
+    assert "123456789" not in str(info.value)
+
+
+def test_webhook_secret_from_the_environment() -> None:
+    assert WebhookConfig("https://h/", secret="inline").resolve_secret({}) == "inline"
+    assert WebhookConfig("https://h/").resolve_secret({}) is None
+    hook = WebhookConfig("https://h/", secret_env="MC_HOOK_SECRET")
+    assert hook.resolve_secret({"MC_HOOK_SECRET": "x"}) == "x"
+    with pytest.raises(UsageError, match=r"\$MC_HOOK_SECRET, which is not set"):
+        hook.resolve_secret({})
+    with pytest.raises(UsageError, match="not set"):
+        hook.resolve_secret({"MC_HOOK_SECRET": ""})
+
+
+def test_webhook_secrets_stay_out_of_repr() -> None:
+    assert "hunter2" not in repr(WebhookConfig("https://h/", secret="hunter2"))
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://user:pw@hooks.example.com/services/T0/B0/XYZ", "https://hooks.example.com/…"),
+        ("http://127.0.0.1:8080/hook?token=abc", "http://127.0.0.1:8080/…"),
+        ("https://example.com", "https://example.com"),
+        ("https://example.com/", "https://example.com"),
+        ("http://[::1]:9000/x", "http://[::1]:9000/…"),
+    ],
+)
+def test_webhook_urls_are_shown_without_secrets(url: str, shown: str) -> None:
+    assert WebhookConfig(url).url_for_display() == shown

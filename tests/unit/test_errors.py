@@ -32,6 +32,7 @@ EXPECTED = {
     "ConflictError": (4, 409),
     "InputDataError": (5, 422),
     "ValidationFailed": (6, 422),
+    "GateRefused": (6, 422),
     "StorageError": (7, 503),
     "BlobCorruptedError": (8, 500),
     "IntegrityError": (9, 500),
@@ -64,13 +65,15 @@ def test_every_error_class_in_the_module_is_in_the_table() -> None:
 
 
 def test_exit_codes_are_distinct_per_branch() -> None:
-    # Only UsageError's own subclasses and WorkspaceNotFoundError share their parent's code.
+    # Only UsageError's own subclasses, WorkspaceNotFoundError and GateRefused (a failed
+    # check like ValidationFailed) share their parent's code.
     sharing = {cls for cls in ERROR_TABLE if ERROR_TABLE[cls] == ERROR_TABLE.get(cls.__mro__[1])}
     assert {cls.__name__ for cls in sharing} == {
         "RefError",
         "RecipeError",
         "RulesError",
         "WorkspaceNotFoundError",
+        "GateRefused",
     }
 
 
@@ -104,7 +107,9 @@ def test_the_docstring_tree_agrees_with_the_table() -> None:
     doc = errors.__doc__ or ""
     found = {
         m.group(1): (int(m.group(2)), int(m.group(3)))
-        for m in re.finditer(r"(\w+Error|ValidationFailed)\s+exit (\d+)\s+HTTP (\d+)", doc)
+        for m in re.finditer(
+            r"(\w+Error|ValidationFailed|GateRefused)\s+exit (\d+)\s+HTTP (\d+)", doc
+        )
     }
     assert found == {cls.__name__: codes for cls, codes in ERROR_TABLE.items()}
 

@@ -128,3 +128,9 @@ def autolog(
 def load_model(ref: str, *, trusted: tuple[str, ...] | list[str] = ()) -> Any:
     """A registered model version (``NAME@3``, ``NAME@champion``), ready to predict."""
     return get_workspace().models.load(ref, trusted=trusted)
+
+
+def evaluate(model: str, data: str, **options: Any) -> Any:
+    """Evaluate ``model`` (``NAME@REF``) on the dataset version ``data`` in the current
+    workspace; computed once and stored (see `EvaluationService.evaluate`)."""
+    return get_workspace().evaluate(model, data, **options)

@@ -1,8 +1,11 @@
-"""``modelcycle quickstart``: the data lifecycle, end to end, on a bundled dataset.
+"""``modelcycle quickstart``: the lifecycle, end to end, on a bundled dataset.
 
 It writes scikit-learn's breast-cancer data as a CSV with deliberate dirt (duplicate
 rows, missing values, impossible outliers), then adds, profiles, validates, cleans,
-re-validates, splits, diffs and traces it, printing what each step did.
+re-validates and splits it, runs a labeling round, trains and tunes models, registers
+and evaluates them, gates them into production, traces the production model's lineage
+back to the raw file, and diffs and checks the stores, printing what each step did.
+``say`` receives console markup (``[bold]…[/bold]``).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from modelcycle.api.workspace import Workspace
+from modelcycle.registry.lineage import model_lineage_lines
 
 RECIPE = """\
 # Cleaning recipe for the quickstart's raw data.
@@ -123,9 +127,16 @@ def _walk(ws: Workspace, root: Path, say: Callable[..., Any]) -> Path:
     _label(ws, cleaned.ref, say)
 
     step(8, "Train a model on the split, then tune another with Optuna")
-    _train(ws, root, parts[0].ref, parts[1].ref, say)
+    runs = _train(ws, root, parts[0].ref, parts[1].ref, say)
 
-    step(9, "Diff raw -> cleaned")
+    step(9, "Register both, evaluate them on the test split, gate and promote")
+    production = _release(ws, root, runs, parts[2].ref, say)
+
+    step(10, f"Lineage of {production}: back to the raw file")
+    for line in model_lineage_lines(ws.models.lineage(production)):
+        say("   " + line.replace("[", "\\["))  # `say` takes console markup
+
+    step(11, "Diff raw -> cleaned")
     d = ws.datasets.diff(v1.ref, cleaned.ref, key="id")
     r = d["rows"]
     say(
@@ -141,13 +152,7 @@ def _walk(ws: Workspace, root: Path, say: Callable[..., Any]) -> Path:
             )
         )
 
-    step(10, "Lineage of the training split")
-    node = ws.datasets.lineage(parts[0].ref)
-    while node is not None:
-        say(f"   {node.version.ref} ({node.version.step['op']})")
-        node = node.parents[0] if node.parents else None  # type: ignore[assignment]
-
-    step(11, "Check the stores")
+    step(12, "Check the stores")
     fsck = ws.fsck()
     say(
         f"   fsck: {fsck.versions} versions, {fsck.blobs_checked} blobs verified, "
@@ -193,7 +198,9 @@ search:
 """
 
 
-def _train(ws: Workspace, root: Path, train: str, validation: str, say: Callable[..., Any]) -> None:
+def _train(
+    ws: Workspace, root: Path, train: str, validation: str, say: Callable[..., Any]
+) -> tuple[str, str]:
     (root / "train.yaml").write_text(TRAIN_SPEC.format(train=train, validation=validation))
     (root / "tune.yaml").write_text(TUNE_SPEC.format(train=train, validation=validation))
     rf = ws.training.train(root / "train.yaml")
@@ -218,6 +225,57 @@ def _train(ws: Workspace, root: Path, train: str, validation: str, say: Callable
     say(
         "   `modelcycle run list -e cancer` lists them; `modelcycle run compare` sets them side by side"
     )
+    return rf.run_id, tuned.run_id
+
+
+GATE = """\
+# What a model must show on the test split before it may serve.
+thresholds:
+  roc_auc: {min: 0.95}
+  accuracy: {min: 0.9}
+champion:            # against the version in production, if there is one
+  roc_auc: {min_absolute_change: 0.0}
+"""
+
+
+def _release(
+    ws: Workspace, root: Path, runs: tuple[str, str], test: str, say: Callable[..., Any]
+) -> str:
+    """Register both runs' models, evaluate, gate each for production; returns the ref
+    in production at the end."""
+    from modelcycle.core.errors import GateRefused
+
+    (root / "gate.yaml").write_text(GATE)
+    for run_id in runs:
+        v = ws.models.register(run_id, "cancer")
+        ev = ws.evaluate(v.ref, test)
+        m = ev.metrics
+        report = ws.evaluations.report(ev, root / "reports" / f"{v.model}-{v.version}.html")
+        say(
+            f"   {v.ref} (run {run_id[:8]}) on {test}: roc_auc {m['roc_auc']:.4f}, "
+            f"accuracy {m['accuracy']:.4f}, log_loss {m['log_loss']:.4f}; "
+            f"report {report.relative_to(root)}"
+        )
+        try:
+            moved = ws.evaluations.promote(
+                v.ref, "production", gate=root / "gate.yaml", data=test, reason="quickstart"
+            )
+        except GateRefused as e:
+            failed = [c for c in e.details["verdict"]["conditions"] if not c["passed"]]
+            say(
+                f"   gate.yaml refused {v.ref}: "
+                + "; ".join(f"{c['requirement']} ({c['observed']})" for c in failed)
+                + " -> back to tuning"
+            )
+            continue
+        champion = f" against {moved['gate']['champion']}" if moved["gate"]["champion"] else ""
+        say(f"   gate.yaml passed{champion}: {v.ref} -> production")
+        ws.models.set_alias("cancer", "champion", v.version, reason="passed the gate")
+    held = [v for v in ws.models.versions("cancer") if v.stage == "production"]
+    if not held:
+        raise AssertionError("no version passed the quickstart gate")
+    say("   `modelcycle model history cancer` shows who moved what, when and why")
+    return held[0].ref
 
 
 def _label(ws: Workspace, ref: str, say: Callable[..., Any]) -> None:

@@ -17,11 +17,14 @@ from modelcycle.core.config import (
 )
 from modelcycle.core.errors import ConflictError
 from modelcycle.core.progress import Progress
+from modelcycle.core.webhooks import FailedDelivery, WebhookDispatcher
 from modelcycle.data.maintenance import FsckReport, GcReport, fsck, gc
 from modelcycle.data.service import DatasetService
+from modelcycle.evaluation.service import Evaluation, EvaluationService
 from modelcycle.labeling.service import LabelService
 from modelcycle.pipelines import PipelineService
 from modelcycle.registry import RegistryService
+from modelcycle.store.evaluations import EvaluationStore
 from modelcycle.store.labels import LabelStore
 from modelcycle.store.metadata import EventRecord, MetadataStore
 from modelcycle.store.pipelines import PipelineStore
@@ -51,6 +54,9 @@ class Workspace:
         self.root = config.root
         self.actor = actor or _actor()
         self.store = MetadataStore(config.resolved_store_url(), actor=self.actor)
+        self.webhooks = WebhookDispatcher(
+            config.webhooks, on_failure=self._webhook_failed, actor=self.actor
+        )
         self.blobs: BlobStore = open_blob_store(config.resolved_blobs_url(), config.blobs_options)
         self.datasets = DatasetService(self.store, self.blobs, config.state_dir)
         self.labels = LabelService(LabelStore(self.store), self.datasets)
@@ -58,9 +64,16 @@ class Workspace:
         self.training = TrainingService(self.runs, self.datasets, config, self.actor)
         self.pipelines = PipelineService(PipelineStore(self.store), self.datasets, self.training)
         self.models = RegistryService(
-            RegistryStore(self.store), self.runs, self.blobs, config.state_dir / "cache" / "models"
+            RegistryStore(self.store),
+            self.runs,
+            self.blobs,
+            config.state_dir / "cache" / "models",
+            notify=self.webhooks.notify,
         )
         self.runs.registrar = self.models.register
+        self.evaluations = EvaluationService(
+            EvaluationStore(self.store), self.models, self.datasets, self.blobs
+        )
 
     @classmethod
     def create(
@@ -103,7 +116,14 @@ class Workspace:
         return cls(WorkspaceConfig.load(root))
 
     def close(self) -> None:
-        self.store.close()
+        """Deliver pending webhooks (for at most 10 s), then close the stores."""
+        try:
+            self.webhooks.close(timeout=10.0)  # before the store: failures become events
+        finally:
+            self.store.close()
+
+    def _webhook_failed(self, failure: FailedDelivery) -> None:
+        self.store.record_event("webhook.failed", f"webhooks[{failure.hook}]", failure.to_dict())
 
     def start_run(self, experiment: str | None = None, **options: Any) -> ActiveRun:
         """Start a tracked run in this workspace (see :meth:`RunService.start_run`)."""
@@ -114,6 +134,10 @@ class Workspace:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def evaluate(self, model: str, data: str, **options: Any) -> Evaluation:
+        """Evaluate a model version on a dataset version (see `EvaluationService.evaluate`)."""
+        return self.evaluations.evaluate(model, data, **options)
 
     def fsck(self, *, verify: bool = True, progress: Progress | None = None) -> FsckReport:
         """Verify every reference and (with ``verify``) every blob's hash."""

@@ -11,6 +11,7 @@ import typer
 
 from modelcycle import __version__
 from modelcycle.cli import dataset as dataset_cli
+from modelcycle.cli import evaluate as evaluate_cli
 from modelcycle.cli import label as label_cli
 from modelcycle.cli import model as model_cli
 from modelcycle.cli import pipeline as pipeline_cli
@@ -26,7 +27,7 @@ from modelcycle.cli.output import (
     table,
     when,
 )
-from modelcycle.core.errors import ModelcycleError, exit_code
+from modelcycle.core.errors import ModelcycleError, NotFoundError, UsageError, exit_code
 
 app = typer.Typer(
     name="modelcycle",
@@ -40,6 +41,7 @@ app.add_typer(dataset_cli.app, name="dataset")
 app.add_typer(label_cli.app, name="label")
 app.add_typer(run_cli.app, name="run")
 app.command("train")(train_cli.train)
+app.command("evaluate")(evaluate_cli.evaluate)
 app.add_typer(pipeline_cli.app, name="pipeline")
 app.add_typer(model_cli.app, name="model")
 
@@ -96,19 +98,48 @@ def init(
 
 @app.command()
 def lineage(
-    ref: Annotated[str, typer.Argument(help="NAME@REF of a dataset version.")],
+    ref: Annotated[str, typer.Argument(help="NAME@REF of a model version or a dataset version.")],
     json_out: JsonOpt = False,
+    dot: Annotated[
+        bool, typer.Option("--dot", help="Print Graphviz source (pipe to `dot -Tsvg`).")
+    ] = False,
+    kind: Annotated[
+        str | None,
+        typer.Option("--kind", help="model or dataset, when both have this name."),
+    ] = None,
 ) -> None:
-    """Show what a version was made from, back to the raw files."""
-    with open_workspace() as ws:
-        node = ws.datasets.lineage(ref)
-    if json_out:
-        print_json(node.to_dict())
-        return
-    from modelcycle.cli.render import lineage_lines
+    """Show what a model or dataset version was made from, back to the raw files."""
+    from modelcycle.data.refs import parse_ref
+    from modelcycle.registry.lineage import lineage_dot, lineage_lines, model_lineage_lines
 
-    for line in lineage_lines(node):
-        console.print(line)
+    with open_workspace() as ws:
+        name = parse_ref(ref).name
+        is_model = ws.models.store.model_id(name) is not None
+        is_dataset = ws.store.get_dataset(name) is not None
+        if kind not in (None, "model", "dataset"):
+            raise UsageError(f"--kind {kind!r} is not model or dataset", hint="")
+        if kind is None and is_model and is_dataset:
+            raise UsageError(
+                f"{name!r} names both a model and a dataset", hint="pass --kind model or dataset"
+            )
+        if kind is None and not is_model and not is_dataset:
+            raise NotFoundError(
+                f"no model or dataset named {name!r}",
+                hint="`modelcycle model list` and `modelcycle dataset list` show the names",
+            )
+        if kind == "model" or (kind is None and is_model):
+            graph = ws.models.lineage(ref)
+            lines = model_lineage_lines(graph)
+        else:
+            graph = ws.datasets.lineage(ref).to_dict()
+            lines = lineage_lines(graph)
+    if json_out:
+        print_json(graph)
+    elif dot:
+        sys.stdout.write(lineage_dot(graph))
+    else:
+        for line in lines:
+            console.print(line, highlight=False, markup=False)
 
 
 @app.command()
@@ -209,7 +240,8 @@ def quickstart(
         typer.Argument(help="Folder for the demo workspace (default: a new temp folder)."),
     ] = None,
 ) -> None:
-    """Walk the data lifecycle on a bundled dataset: add, profile, clean, validate, split, diff."""
+    """Walk the lifecycle on a bundled dataset: version, clean, validate, split, label,
+    train, tune, evaluate, gate, promote, trace lineage."""
     from modelcycle.api.quickstart import run_quickstart
 
     run_quickstart(path, say=console.print)

@@ -9,11 +9,12 @@ from typing import Annotated, Any
 import typer
 
 from modelcycle.cli.context import open_workspace
+from modelcycle.cli.model_interop import export_cmd, import_mlflow_cmd
 from modelcycle.cli.output import console, human_bytes, print_json, table
-from modelcycle.core.errors import UsageError
+from modelcycle.core.errors import GateRefused, UsageError
 
 app = typer.Typer(
-    help="The model registry: register, show, alias, promote, roll back, retire, package.",
+    help="The model registry: register, show, alias, promote, roll back, retire, package, export.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -23,6 +24,8 @@ alias_app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(alias_app, name="alias")
+app.command("export")(export_cmd)
+app.command("import-mlflow")(import_mlflow_cmd)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 RefArg = Annotated[str, typer.Argument(help="NAME, NAME@3, NAME@ALIAS or NAME@latest.")]
@@ -113,6 +116,7 @@ def show(ref: RefArg, json_out: JsonOpt = False) -> None:
     """A version: stage, aliases, signature, metrics, lineage, package files and size."""
     with open_workspace() as ws:
         info = ws.models.show(ref)
+        info["evaluations"] = [e.to_dict() for e in ws.evaluations.list(info["ref"])]
     if json_out:
         print_json(info)
         return
@@ -128,6 +132,13 @@ def show(ref: RefArg, json_out: JsonOpt = False) -> None:
             f"{inputs or 'none logged'}"
         )
     console.print(f"  package: {len(info['files'])} files, {human_bytes(info['size_bytes'])}")
+    for ev in info.get("evaluations", []):
+        head = ", ".join(
+            f"{k} {v:.4g}"
+            for k, v in ev["metrics"].items()
+            if k in ("accuracy", "roc_auc", "f1_macro", "rmse", "r2")
+        )
+        console.print(f"  evaluated on {ev['data']}: {head}", highlight=False)
     if info["metrics"]:
         table(
             ["metric", "value"],
@@ -166,20 +177,60 @@ def alias_remove(
 def promote(
     ref: RefArg,
     to: Annotated[str, typer.Option("--to", help="staging, production or archived.")],
+    gate: Annotated[
+        Path | None,
+        typer.Option("--gate", help="A gate file (YAML): thresholds, champion, slices."),
+    ] = None,
+    data: Annotated[
+        str | None, typer.Option("--data", help="The dataset version the gate evaluates on.")
+    ] = None,
     force: Annotated[
-        bool, typer.Option("--force", help="Allow an unusual move (recorded).")
+        bool,
+        typer.Option(
+            "--force", help="Override a refused gate or allow an unusual move (recorded)."
+        ),
     ] = False,
     reason: ReasonOpt = None,
+    trust: Annotated[
+        list[str] | None,
+        typer.Option("--trust", help="Allow loading this pickled/code dependency; repeatable."),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Move a version to a stage; entering production archives the previous one."""
+    """Move a version to a stage, after its gate passes; entering production archives
+    the previous production version."""
     with open_workspace() as ws:
-        result = ws.models.transition(ref, to, reason=reason, force=force)
+        try:
+            result = ws.evaluations.promote(
+                ref, to, gate=gate, data=data, force=force, reason=reason, trusted=trust or ()
+            )
+        except GateRefused as e:
+            verdict = e.details["verdict"]
+            if json_out:
+                print_json({"promoted": False, "gate": verdict})
+            else:
+                _print_verdict(verdict)
+            raise
     if json_out:
-        print_json(result)
+        print_json({"promoted": True, **result})
         return
+    if "gate" in result:
+        _print_verdict(result["gate"])
     archived = f"; archived {', '.join(result['archived'])}" if result["archived"] else ""
     console.print(f"{result['ref']}: {result['from']} -> {result['to']}{archived}.")
+
+
+def _print_verdict(verdict: dict[str, Any]) -> None:
+    against = f" against {verdict['champion']}" if verdict["champion"] else ""
+    state = "passed" if verdict["passed"] else "REFUSED"
+    table(
+        ["", "condition", "observed"],
+        [
+            ["pass" if c["passed"] else "FAIL", c["requirement"], c["observed"]]
+            for c in verdict["conditions"]
+        ],
+        title=f"gate {state}: {verdict['candidate']} on {verdict['data']}{against}",
+    )
 
 
 @app.command()

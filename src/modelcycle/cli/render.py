@@ -6,35 +6,12 @@ from typing import Any
 
 from modelcycle.cli.output import human_bytes
 from modelcycle.data.service import LineageNode
+from modelcycle.registry.lineage import lineage_lines as _lineage_lines
 
 
-def _step_label(step: dict[str, Any]) -> str:
-    op = step.get("op", "?")
-    if op == "add":
-        return f"added from {step.get('source')} ({step.get('format')})"
-    if op == "recipe":
-        names = ", ".join(next(iter(s)) for s in step.get("recipe", []))
-        return f"recipe {str(step.get('recipe_hash', ''))[:12]} [{names}]"
-    if op == "split":
-        return f"split part {step.get('part')} ratios={step.get('ratios')} seed={step.get('seed')}"
-    return str(op)
-
-
-def lineage_lines(node: LineageNode) -> list[str]:
-    lines: list[str] = []
-
-    def walk(n: LineageNode, prefix: str, last: bool, top: bool) -> None:
-        v = n.version
-        gone = " [deleted]" if v.deleted_at else ""
-        role = f"{n.role}: " if n.role else ""
-        label = f"{role}{v.ref} ({v.content_hash[:12]}){gone}  {_step_label(v.step)}"
-        lines.append(label if top else f"{prefix}{'└── ' if last else '├── '}{label}")
-        child_prefix = "" if top else prefix + ("    " if last else "│   ")
-        for i, p in enumerate(n.parents):
-            walk(p, child_prefix, i == len(n.parents) - 1, False)
-
-    walk(node, "", True, True)
-    return lines
+def lineage_lines(node: LineageNode | dict[str, Any]) -> list[str]:
+    """A dataset version's ancestry as an indented tree."""
+    return _lineage_lines(node.to_dict() if isinstance(node, LineageNode) else node)
 
 
 def _num(v: Any) -> str:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 from modelcycle.core.errors import UsageError, WorkspaceNotFoundError
+from modelcycle.core.text import suggest
 
 CONFIG_NAME = "modelcycle.toml"
 STATE_DIR = ".modelcycle"
@@ -31,6 +36,176 @@ def toml_string(value: str) -> str:
     return '"' + "".join(out) + '"'
 
 
+WEBHOOK_EVENTS_DEFAULT = ("model.*",)
+WEBHOOK_MAX_ATTEMPTS_DEFAULT = 5
+WEBHOOK_TIMEOUT_DEFAULT = 5.0
+_WEBHOOK_KEYS = ("url", "events", "secret", "secret_env", "max_attempts", "timeout_seconds")
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    """One ``[[webhooks]]`` table: where to POST which events, and how hard to try.
+
+    ``events`` are glob patterns over event kinds (``model.*`` matches every registry
+    event). The signing secret comes from ``secret`` or, better, from the environment
+    variable named by ``secret_env`` so it stays out of the file.
+    """
+
+    url: str
+    events: tuple[str, ...] = WEBHOOK_EVENTS_DEFAULT
+    secret: str | None = field(default=None, repr=False)
+    secret_env: str | None = None
+    max_attempts: int = WEBHOOK_MAX_ATTEMPTS_DEFAULT
+    timeout_seconds: float = WEBHOOK_TIMEOUT_DEFAULT
+
+    def resolve_secret(self, environ: Mapping[str, str] | None = None) -> str | None:
+        """The signing secret, reading ``secret_env`` from ``environ`` (the process's
+        environment by default); None when the hook is not signed."""
+        if self.secret_env is None:
+            return self.secret
+        value = (os.environ if environ is None else environ).get(self.secret_env)
+        if not value:
+            raise UsageError(
+                f"webhook {self.url_for_display()} takes its secret from ${self.secret_env}, "
+                "which is not set",
+                hint=f"export {self.secret_env}=… before running modelcycle, or remove "
+                "`secret_env` from the webhook",
+            )
+        return value
+
+    def url_for_display(self) -> str:
+        """The URL without credentials, query or path (which often hold tokens)."""
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        try:
+            port = f":{parts.port}" if parts.port else ""
+        except ValueError:
+            port = ""
+        rest = "/…" if parts.path.strip("/") or parts.query else ""
+        return f"{parts.scheme}://{host}{port}{rest}"
+
+    def to_toml(self) -> str:
+        lines = [
+            "[[webhooks]]",
+            f"url = {toml_string(self.url)}",
+            f"events = [{', '.join(toml_string(e) for e in self.events)}]",
+        ]
+        if self.secret is not None:
+            lines.append(f"secret = {toml_string(self.secret)}")
+        if self.secret_env is not None:
+            lines.append(f"secret_env = {toml_string(self.secret_env)}")
+        if self.max_attempts != WEBHOOK_MAX_ATTEMPTS_DEFAULT:
+            lines.append(f"max_attempts = {self.max_attempts}")
+        if self.timeout_seconds != WEBHOOK_TIMEOUT_DEFAULT:
+            lines.append(f"timeout_seconds = {float(self.timeout_seconds)!r}")
+        return "\n".join(lines)
+
+
+def _webhook_error(where: str, message: str, hint: str) -> UsageError:
+    return UsageError(f"{CONFIG_NAME}: {where} {message}", hint=hint)
+
+
+def parse_webhooks(value: object) -> tuple[WebhookConfig, ...]:
+    """The ``webhooks`` array of tables of a parsed ``modelcycle.toml``, checked."""
+    if not isinstance(value, list):
+        raise _webhook_error(
+            "webhooks", "must be an array of tables", "write each hook as a [[webhooks]] table"
+        )
+    return tuple(_parse_webhook(i, table) for i, table in enumerate(value))
+
+
+def _parse_webhook(index: int, table: object) -> WebhookConfig:
+    where = f"webhooks[{index}]"
+    if not isinstance(table, dict):
+        raise _webhook_error(where, "must be a table", "write each hook as a [[webhooks]] table")
+    for key in table:
+        if key not in _WEBHOOK_KEYS:
+            raise _webhook_error(
+                where,
+                f"has an unknown field {key!r}{suggest(key, _WEBHOOK_KEYS)}",
+                f"fields: {', '.join(_WEBHOOK_KEYS)}",
+            )
+    url = table.get("url")
+    if url is None:
+        raise _webhook_error(where, "has no url", 'add url = "https://…"')
+    if not isinstance(url, str) or not _is_http_url(url):
+        raise _webhook_error(
+            f"{where}.url",
+            f"must be an http:// or https:// URL with a host, got {url!r}",
+            'write it as url = "https://host/path"',
+        )
+    events = table.get("events", list(WEBHOOK_EVENTS_DEFAULT))
+    if (
+        not isinstance(events, list)
+        or not events
+        or not all(isinstance(e, str) and e.strip() for e in events)
+    ):
+        raise _webhook_error(
+            f"{where}.events",
+            f"must be a non-empty list of event kind patterns, got {events!r}",
+            'for example events = ["model.*"]; remove the table to turn the hook off',
+        )
+    secret = _optional_text(table, "secret", where)
+    secret_env = _optional_text(table, "secret_env", where)
+    if secret is not None and secret_env is not None:
+        raise _webhook_error(
+            where,
+            "sets both secret and secret_env",
+            "keep secret_env (the secret then stays out of the file) and remove secret",
+        )
+    attempts = table.get("max_attempts", WEBHOOK_MAX_ATTEMPTS_DEFAULT)
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+        raise _webhook_error(
+            f"{where}.max_attempts",
+            f"must be a whole number of at least 1, got {attempts!r}",
+            f"the default is {WEBHOOK_MAX_ATTEMPTS_DEFAULT}",
+        )
+    timeout = table.get("timeout_seconds", WEBHOOK_TIMEOUT_DEFAULT)
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
+        raise _webhook_error(
+            f"{where}.timeout_seconds",
+            f"must be a number of seconds above 0, got {timeout!r}",
+            f"the default is {WEBHOOK_TIMEOUT_DEFAULT:g}",
+        )
+    return WebhookConfig(
+        url=url,
+        events=tuple(events),
+        secret=secret,
+        secret_env=secret_env,
+        max_attempts=attempts,
+        timeout_seconds=float(timeout),
+    )
+
+
+def _is_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _optional_text(table: dict[str, Any], key: str, where: str) -> str | None:
+    value = table.get(key)
+    if value is None or (isinstance(value, str) and value):
+        return value
+    shown = "" if key == "secret" else f", got {value!r}"  # never echo a secret
+    raise _webhook_error(
+        f"{where}.{key}",
+        f"must be a non-empty string{shown}",
+        "secret_env names an environment variable that holds the secret, e.g. "
+        'secret_env = "MC_WEBHOOK_SECRET"',
+    )
+
+
 @dataclass(frozen=True)
 class WorkspaceConfig:
     """Where a workspace keeps its metadata and its blobs.
@@ -43,6 +218,7 @@ class WorkspaceConfig:
     store_url: str = DEFAULT_STORE
     blobs_url: str = DEFAULT_BLOBS
     blobs_options: dict[str, str] = field(default_factory=dict)
+    webhooks: tuple[WebhookConfig, ...] = ()
 
     @property
     def state_dir(self) -> Path:
@@ -78,6 +254,8 @@ class WorkspaceConfig:
             for key, value in self.blobs_options.items()
             if key != "url"
         ]
+        for hook in self.webhooks:
+            lines += ["", hook.to_toml()]
         return "\n".join(lines) + "\n"
 
     @classmethod
@@ -102,6 +280,7 @@ class WorkspaceConfig:
             store_url=str(store.get("url", DEFAULT_STORE)),
             blobs_url=blobs_url,
             blobs_options={k: str(v) for k, v in blobs.items()},
+            webhooks=parse_webhooks(data["webhooks"]) if "webhooks" in data else (),
         )
 
 

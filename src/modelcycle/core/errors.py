@@ -12,6 +12,7 @@ The tree::
     ├── ConflictError                    exit 4   HTTP 409  exists already, in use
     ├── InputDataError                   exit 5   HTTP 422  a file that cannot be read as data
     ├── ValidationFailed                 exit 6   HTTP 422  data broke validation rules
+    │   └── GateRefused                  exit 6   HTTP 422  a promotion gate's conditions failed
     ├── StorageError                     exit 7   HTTP 503  disk full, unwritable folder, S3 down
     │   └── BlobCorruptedError           exit 8   HTTP 500  a stored blob no longer matches its hash
     └── IntegrityError                   exit 9   HTTP 500  fsck found problems
@@ -92,6 +93,11 @@ class ValidationFailed(ModelcycleError):
     """Data broke one or more validation rules; ``details['failures']`` lists them."""
 
 
+class GateRefused(ValidationFailed):
+    """A promotion gate refused a model version; ``details['verdict']`` lists every
+    condition and whether it passed."""
+
+
 class StorageError(ModelcycleError):
     """The metadata store or the blob store could not be written or read."""
 
@@ -116,6 +122,7 @@ ERROR_TABLE: dict[type[ModelcycleError], tuple[int, int]] = {
     ConflictError: (4, 409),
     InputDataError: (5, 422),
     ValidationFailed: (6, 422),
+    GateRefused: (6, 422),
     StorageError: (7, 503),
     BlobCorruptedError: (8, 500),
     IntegrityError: (9, 500),

@@ -104,7 +104,8 @@ class LineageNode:
             "step": {
                 k: v
                 for k, v in step.items()
-                if k in ("op", "source", "recipe_hash", "recipe", "seed", "ratios", "part")
+                if k
+                in ("op", "source", "format", "recipe_hash", "recipe", "seed", "ratios", "part")
             },
             "deleted": self.version.deleted_at is not None,
             "parents": [p.to_dict() for p in self.parents],

@@ -35,6 +35,8 @@ BUILTINS: dict[str, str] = {
     "lightgbm": "modelcycle.flavors.lightgbm:LightGBMFlavor",
     "sklearn": "modelcycle.flavors.sklearn:SklearnFlavor",
     FALLBACK: "modelcycle.flavors.python_function:PythonFunctionFlavor",
+    # newer built-ins go last; flavor_for asks FALLBACK after every other flavor anyway
+    "onnx": "modelcycle.flavors.onnx:OnnxFlavor",
 }
 
 

@@ -122,7 +122,7 @@ class Signature:
         Extra columns are allowed (models ignore or select them); integers are accepted where
         floats are expected.
         """
-        problems = self._problems(data)
+        problems = self.problems(data)
         if problems:
             expected = ", ".join(s.describe() for s in self.inputs)
             raise InputDataError(
@@ -131,7 +131,8 @@ class Signature:
                 problems=problems,
             )
 
-    def _problems(self, data: Any) -> list[str]:
+    def problems(self, data: Any) -> list[str]:
+        """What in ``data`` does not fit: missing columns, wrong dtypes (empty if it fits)."""
         kind, specs = describe(data)
         if self.kind == "tensor":
             if kind == "columns":

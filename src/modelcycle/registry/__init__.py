@@ -14,6 +14,7 @@ import datetime as dt
 import os
 import shutil
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,12 +42,35 @@ MOVES = {
 
 class RegistryService:
     def __init__(
-        self, store: RegistryStore, runs: RunService, blobs: BlobStore, cache_dir: Path
+        self,
+        store: RegistryStore,
+        runs: RunService,
+        blobs: BlobStore,
+        cache_dir: Path,
+        notify: Callable[[str, str, dict[str, Any]], None] | None = None,
     ) -> None:
         self.store = store
         self.runs = runs
         self.blobs = blobs
         self.cache_dir = cache_dir
+        # Told of every change after it commits (webhooks); never raises.
+        self._notify = notify or (lambda kind, subject, payload: None)
+
+    def _stage_event(
+        self, v: ModelVersionRow, to: str, reason: str | None, forced: bool = False
+    ) -> None:
+        self._notify(
+            "model.stage",
+            v.ref,
+            {
+                "model": v.model,
+                "version": v.version,
+                "from": v.stage,
+                "to": to,
+                "reason": reason,
+                "forced": forced,
+            },
+        )
 
     # -- registering -------------------------------------------------------------------
     def register(
@@ -86,7 +110,7 @@ class RegistryService:
             batch.put_bytes(data, oid)
         meta = self._model_toml(manifest)
         flavor = meta.get("flavor", {})
-        return self.store.register(
+        row = self.store.register(
             name,
             {
                 "run_id": run.id,
@@ -101,6 +125,18 @@ class RegistryService:
                 "description": description,
             },
         )
+        self._notify(
+            "model.registered",
+            row.ref,
+            {
+                "model": row.model,
+                "version": row.version,
+                "run_id": row.run_id,
+                "flavor": row.flavor,
+                "stage": row.stage,
+            },
+        )
+        return row
 
     def _model_toml(self, manifest: FileManifest) -> dict[str, Any]:
         entry = manifest.by_path()["model.toml"]
@@ -205,6 +241,37 @@ class RegistryService:
         assert isinstance(manifest, FileManifest)
         return manifest
 
+    def lineage(self, ref: str) -> dict[str, Any]:
+        """The graph behind a version: its run, the dataset versions the run read (with
+        their roles), and each of those back through recipes and splits to raw data."""
+        v = self.resolve(ref)
+        out: dict[str, Any] = {
+            "model": v.ref,
+            "stage": v.stage,
+            "flavor": v.flavor,
+            "created_at": v.created_at.isoformat(),
+            "run": None,
+            "inputs": [],
+        }
+        if not v.run_id:
+            return out
+        run = self.runs.get(v.run_id)
+        env = run.environment or {}
+        out["run"] = {
+            "id": run.id,
+            "name": run.name,
+            "experiment": run.experiment,
+            "status": run.status,
+            "git_commit": env.get("git_commit"),
+            "git_dirty": env.get("git_dirty"),
+            "parent_id": run.parent_id,
+        }
+        for dataset_ref, role in run.inputs():
+            node = self.runs.datasets.lineage(dataset_ref).to_dict()
+            node["role"] = role
+            out["inputs"].append(node)
+        return out
+
     # -- aliases and stages ------------------------------------------------------------
     def set_alias(
         self, name: str, alias: str, version: int | str, reason: str | None = None
@@ -217,12 +284,25 @@ class RegistryService:
             raise ConflictError(
                 f"{target.ref} is retired", hint="point the alias at a live version"
             )
+        previous = self.store.aliases(target.model_id).get(alias)
         self.store.set_alias(target, alias, reason)
+        self._notify(
+            "model.alias.set",
+            target.ref,
+            {
+                "model": name,
+                "version": target.version,
+                "alias": alias,
+                "previous": previous,
+                "reason": reason,
+            },
+        )
         return target
 
     def remove_alias(self, name: str, alias: str) -> None:
         if not self.store.remove_alias(self._model(name), name, alias):
             raise NotFoundError(f"model {name!r} has no alias {alias!r}", hint="")
+        self._notify("model.alias.removed", name, {"model": name, "alias": alias})
 
     def transition(
         self, ref: str, stage: str, *, reason: str | None = None, force: bool = False
@@ -250,6 +330,9 @@ class RegistryService:
         archived = self.store.set_stage(
             v, stage, reason=reason, forced=force, exclusive=stage == "production"
         )
+        self._stage_event(v, stage, reason, force)
+        for a in archived:
+            self._stage_event(a, "archived", f"replaced by {v.ref}")
         return {"ref": v.ref, "from": v.stage, "to": stage, "archived": [a.ref for a in archived]}
 
     def history(self, name: str) -> list[Transition]:
@@ -286,13 +369,11 @@ class RegistryService:
                 hint="promote a version with `modelcycle model promote`",
             )
         target = versions[candidates[0]]
-        self.store.set_stage(
-            target,
-            "production",
-            reason=reason or f"rollback from {now[0].ref}",
-            forced=False,
-            exclusive=True,
-        )
+        why = reason or f"rollback from {now[0].ref}"
+        moved = self.store.set_stage(target, "production", reason=why, forced=False, exclusive=True)
+        self._stage_event(target, "production", why)
+        for a in moved:
+            self._stage_event(a, "archived", f"replaced by {target.ref}")
         return {"from": now[0].ref, "to": target.ref}
 
     def retire(self, ref: str, *, reason: str | None = None) -> ModelVersionRow:
@@ -306,9 +387,14 @@ class RegistryService:
                 hint="promote another version (or `model rollback`) first",
             )
         for alias, n in self.store.aliases(v.model_id).items():
-            if n == v.version:
-                self.store.remove_alias(v.model_id, v.model, alias)
+            if n == v.version and self.store.remove_alias(v.model_id, v.model, alias):
+                self._notify("model.alias.removed", v.model, {"model": v.model, "alias": alias})
         self.store.set_stage(v, "retired", reason=reason, forced=False, exclusive=False)
+        self._notify(
+            "model.retired",
+            v.ref,
+            {"model": v.model, "version": v.version, "from": v.stage, "reason": reason},
+        )
         return v
 
     # -- packages ------------------------------------------------------------------------

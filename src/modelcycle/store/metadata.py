@@ -376,7 +376,8 @@ class MetadataStore:
 
     def live_artifacts(self) -> list[tuple[str, str]]:
         """(run id/path, blob oid) of every artifact of a run not deleted, except the
-        package files of retired model versions (their blobs may be freed)."""
+        package files of retired model versions (their blobs may be freed); and every
+        stored evaluation's result (kept with the metadata, even of retired versions)."""
         a, r, v = t.run_artifacts.c, t.runs.c, t.model_versions.c
         stmt = (
             select(a.run_id, a.path, a.oid)
@@ -393,6 +394,9 @@ class MetadataStore:
                 if rid in retired and path.startswith(retired[rid]):
                     continue
                 out.append((f"run {rid}/{path}", oid))
+            e = t.evaluations.c
+            for eid, oid in conn.execute(select(e.id, e.result_oid)):
+                out.append((f"evaluation {eid}", oid))
         return out
 
     def live_model_manifests(self) -> list[tuple[str, str]]:

@@ -337,3 +337,27 @@ model_transitions = Table(
     Column("at", DateTime(timezone=True), nullable=False),
     Index("ix_model_transitions_model", "model_id", "at"),
 )
+
+# -- evaluations (migration 0006) ----------------------------------------------------------
+# One row per (model version, dataset version, options): computed once, read many times.
+# The full result (curves, importance, slices) is a JSON blob; the metrics are here too so
+# listing and comparing never read blobs.
+evaluations = Table(
+    "evaluations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_version_id", Integer, ForeignKey("model_versions.id"), nullable=False),
+    Column("dataset_version_id", Integer, ForeignKey("dataset_versions.id"), nullable=False),
+    Column("options_key", String(64), nullable=False),  # hash of target, slices, importance
+    Column("options", JSON, nullable=False),
+    Column("task", String(32), nullable=False),
+    Column("num_rows", BigInteger, nullable=False),
+    Column("metrics", JSON, nullable=False),
+    Column("result_oid", String(128), nullable=False),
+    Column("seconds", Float, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    UniqueConstraint(
+        "model_version_id", "dataset_version_id", "options_key", name="uq_evaluations_key"
+    ),
+)

@@ -288,7 +288,12 @@ def train(
         spec.experiment,
         name=spec.name if parent is None else None,
         parent=parent,
-        tags={"estimator": estimator_path(spec, task), "task": task, "flavor": spec.flavor},
+        tags={
+            "estimator": estimator_path(spec, task),
+            "task": task,
+            "flavor": spec.flavor,
+            "target": spec.target,
+        },
     ) as run:
         run.log_params({**all_params, "cv": spec.cv, "seed": spec.seed})
         run.log_input(train_data.version, "train")
