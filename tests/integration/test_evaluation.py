@@ -21,6 +21,7 @@ import modelcycle as mc
 from modelcycle.core.errors import GateRefused, InputDataError, UsageError
 
 FEATURES = ["mean radius", "mean texture", "mean smoothness", "worst area", "worst concavity"]
+FEAT_COLS = [f.replace(" ", "_") for f in FEATURES]
 
 
 def _data(ws: mc.Workspace, tmp_path: Path) -> tuple[str, str, pd.DataFrame]:
@@ -162,9 +163,17 @@ def test_gate_promote_force_rollback_lineage_cli(workspace: mc.Workspace, tmp_pa
     assert dot.startswith("digraph lineage {") and train in dot and "-> " in dot
 
     run_cli("model", "retire", weak, cwd=root)
+    manifest = ws.models._manifest(ws.models.resolve(weak)).by_path()
+    weights = manifest["model/model.skops"].oid  # shared with no other version
+    assert ws.blobs.exists(weights)
+    gc = run_json("gc", "--grace", "0", "--json", cwd=root)
+    assert gc["removed"] >= 1 and not ws.blobs.exists(weights)
+    assert ws.fsck().ok
     with pytest.raises(UsageError):
         ws.evaluations.gate(good, tmp_path / "missing.yaml", test)
-    assert ws.evaluations.list(weak)  # evaluations of a retired version stay readable
+    [kept] = ws.evaluations.list(weak)  # evaluations of a retired version stay readable
+    assert ws.evaluations.get(kept.id).result.metrics == kept.metrics
+    assert ws.models.load(good).predict(ws.datasets.to_pandas(test)[FEAT_COLS]) is not None
 
 
 @pytest.mark.parametrize("backend", ["sqlite+local"], indirect=True)

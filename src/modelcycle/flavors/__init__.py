@@ -2,7 +2,7 @@
 
 Built-in flavors: sklearn (skops), xgboost (UBJSON), lightgbm (text model), pytorch
 (safetensors or TorchScript), keras (``.keras``), python_function (import path + JSON
-parameters). Importing this package imports none of those frameworks.
+parameters), onnx (``.onnx``, run by onnxruntime). Importing this package imports none of those frameworks.
 
     info = save_package(model, "out/iris", input_example=X[:5], metrics={"f1": 0.93})
     loaded = load_package("out/iris")
