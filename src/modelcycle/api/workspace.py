@@ -20,10 +20,12 @@ from modelcycle.core.progress import Progress
 from modelcycle.core.webhooks import FailedDelivery, WebhookDispatcher
 from modelcycle.data.maintenance import FsckReport, GcReport, fsck, gc
 from modelcycle.data.service import DatasetService
+from modelcycle.deploy.service import DeploymentService
 from modelcycle.evaluation.service import Evaluation, EvaluationService
 from modelcycle.labeling.service import LabelService
 from modelcycle.pipelines import PipelineService
 from modelcycle.registry import RegistryService
+from modelcycle.store.deployments import DeploymentStore
 from modelcycle.store.evaluations import EvaluationStore
 from modelcycle.store.labels import LabelStore
 from modelcycle.store.metadata import EventRecord, MetadataStore
@@ -74,6 +76,10 @@ class Workspace:
         self.evaluations = EvaluationService(
             EvaluationStore(self.store), self.models, self.datasets, self.blobs
         )
+        self.deployments = DeploymentService(
+            DeploymentStore(self.store), self.models, self.blobs, notify=self.webhooks.notify
+        )
+        self.models.retire_guards.append(self.deployments.check_not_routed)
 
     @classmethod
     def create(

@@ -11,6 +11,7 @@ import typer
 
 from modelcycle import __version__
 from modelcycle.cli import dataset as dataset_cli
+from modelcycle.cli import deploy as deploy_cli
 from modelcycle.cli import evaluate as evaluate_cli
 from modelcycle.cli import label as label_cli
 from modelcycle.cli import model as model_cli
@@ -44,6 +45,7 @@ app.command("train")(train_cli.train)
 app.command("evaluate")(evaluate_cli.evaluate)
 app.add_typer(pipeline_cli.app, name="pipeline")
 app.add_typer(model_cli.app, name="model")
+app.add_typer(deploy_cli.app, name="deploy")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 

@@ -55,6 +55,8 @@ class RegistryService:
         self.cache_dir = cache_dir
         # Told of every change after it commits (webhooks); never raises.
         self._notify = notify or (lambda kind, subject, payload: None)
+        # Checks that may refuse a retirement (deployments routing to the version); each raises.
+        self.retire_guards: list[Callable[[ModelVersionRow], None]] = []
 
     def _stage_event(
         self, v: ModelVersionRow, to: str, reason: str | None, forced: bool = False
@@ -386,6 +388,8 @@ class RegistryService:
                 f"{v.ref} is in production",
                 hint="promote another version (or `model rollback`) first",
             )
+        for guard in self.retire_guards:
+            guard(v)
         for alias, n in self.store.aliases(v.model_id).items():
             if n == v.version and self.store.remove_alias(v.model_id, v.model, alias):
                 self._notify("model.alias.removed", v.model, {"model": v.model, "alias": alias})

@@ -376,8 +376,9 @@ class MetadataStore:
 
     def live_artifacts(self) -> list[tuple[str, str]]:
         """(run id/path, blob oid) of every artifact of a run not deleted, except the
-        package files of retired model versions (their blobs may be freed); and every
-        stored evaluation's result (kept with the metadata, even of retired versions)."""
+        package files of retired model versions (their blobs may be freed); every
+        stored evaluation's result (kept with the metadata, even of retired versions);
+        and every prediction log segment."""
         a, r, v = t.run_artifacts.c, t.runs.c, t.model_versions.c
         stmt = (
             select(a.run_id, a.path, a.oid)
@@ -397,6 +398,12 @@ class MetadataStore:
             e = t.evaluations.c
             for eid, oid in conn.execute(select(e.id, e.result_oid)):
                 out.append((f"evaluation {eid}", oid))
+            ps = t.prediction_segments.c
+            for sid, deployment, model, version, oid in conn.execute(
+                select(ps.id, ps.deployment, ps.model, ps.version, ps.oid)
+            ):
+                where = f"deployment {deployment}" if deployment else f"{model}@{version}"
+                out.append((f"prediction segment {sid} of {where}", oid))
         return out
 
     def live_model_manifests(self) -> list[tuple[str, str]]:

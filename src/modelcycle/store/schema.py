@@ -361,3 +361,93 @@ evaluations = Table(
         "model_version_id", "dataset_version_id", "options_key", name="uq_evaluations_key"
     ),
 )
+
+# -- deployments (migration 0007) ----------------------------------------------------------
+# A served name and its current routes. ``routes`` is [{"ref", "weight"}] with refs as the
+# user wrote them ("churn@champion"): aliases are resolved when a route table is built, so
+# a server sees an alias move without the deployment changing. ``generation`` counts
+# changes; a deleted deployment keeps its row (and history) and may be created again.
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("model_id", Integer, ForeignKey("models.id"), nullable=False),
+    Column("sticky_header", String(200)),
+    Column("routes", JSON, nullable=False),
+    Column("shadows", JSON, nullable=False),  # [ref, ...]
+    Column("generation", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("deleted_at", DateTime(timezone=True)),
+)
+
+# Every change of a deployment with its state before and after, for history and rollback.
+deployment_changes = Table(
+    "deployment_changes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("deployment_id", Integer, ForeignKey("deployments.id"), nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("kind", String(32), nullable=False),  # created/route/shadow/rollback/deleted
+    Column("before", JSON),  # {"routes", "shadows", "sticky_header"}; NULL when created
+    Column("after", JSON, nullable=False),
+    Column("reason", Text),
+    Column("actor", String(200), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_deployment_changes_deployment", "deployment_id", "generation"),
+)
+
+# One Parquet blob of logged predictions of one model version. Names, not foreign keys:
+# logs outlive deployments and may come from a server that serves a package folder.
+prediction_segments = Table(
+    "prediction_segments",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("deployment", String(200)),
+    Column("model", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("min_ts", DateTime(timezone=True), nullable=False),
+    Column("max_ts", DateTime(timezone=True), nullable=False),
+    Column("num_rows", BigInteger, nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("oid", String(128), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_prediction_segments_deployment", "deployment", "max_ts"),
+    Index("ix_prediction_segments_model", "model", "version", "max_ts"),
+)
+
+# Ground truth for logged predictions: for row ``row_index`` of request ``request_id``
+# (0 for a one-row request). Append-only: a row given feedback twice keeps both, and
+# readers use the one received last.
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("request_id", String(200), nullable=False),
+    Column("row_index", Integer, nullable=False),
+    Column("value", JSON),
+    Column("ts", DateTime(timezone=True)),  # when the outcome happened, if the sender said
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("received_by", String(200), nullable=False),
+    Index("ix_feedback_request", "request_id", "id"),
+    Index("ix_feedback_received", "received_at"),
+)
+
+# -- dataset sketches (migration 0008) -----------------------------------------------------
+# Summaries of a dataset version computed once and reused (e.g. the per-column sketches
+# drift detection compares against); the sketch itself is a blob.
+dataset_sketches = Table(
+    "dataset_sketches",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("dataset_version_id", Integer, ForeignKey("dataset_versions.id"), nullable=False),
+    Column("kind", String(32), nullable=False),  # "drift"
+    Column("options_key", String(64), nullable=False),  # hash of the sketch's options
+    Column("options", JSON, nullable=False),
+    Column("sketch_oid", String(128), nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("dataset_version_id", "kind", "options_key", name="uq_dataset_sketches_key"),
+)
