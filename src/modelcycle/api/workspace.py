@@ -5,7 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelcycle.blobs import BlobStore, open_blob_store
 from modelcycle.core.config import (
@@ -35,6 +35,9 @@ from modelcycle.store.runs import RunStore
 from modelcycle.tracking.run import ActiveRun
 from modelcycle.tracking.service import RunService
 from modelcycle.training.service import TrainingService
+
+if TYPE_CHECKING:
+    from modelcycle.deploy.batch import BatchResult
 
 
 def _actor() -> str:
@@ -144,6 +147,19 @@ class Workspace:
     def evaluate(self, model: str, data: str, **options: Any) -> Evaluation:
         """Evaluate a model version on a dataset version (see `EvaluationService.evaluate`)."""
         return self.evaluations.evaluate(model, data, **options)
+
+    def predict(
+        self,
+        model: str,
+        source: str | os.PathLike[str],
+        output: str | os.PathLike[str],
+        **options: Any,
+    ) -> BatchResult:
+        """Score a file or a table version with a model version into a Parquet file
+        (see `modelcycle.deploy.batch.score`)."""
+        from modelcycle.deploy.batch import score
+
+        return score(self.models, model, source, output, datasets=self.datasets, **options)
 
     def fsck(self, *, verify: bool = True, progress: Progress | None = None) -> FsckReport:
         """Verify every reference and (with ``verify``) every blob's hash."""

@@ -16,6 +16,7 @@ from modelcycle.cli import evaluate as evaluate_cli
 from modelcycle.cli import label as label_cli
 from modelcycle.cli import model as model_cli
 from modelcycle.cli import pipeline as pipeline_cli
+from modelcycle.cli import predict as predict_cli
 from modelcycle.cli import run as run_cli
 from modelcycle.cli import train as train_cli
 from modelcycle.cli.context import open_workspace
@@ -43,6 +44,7 @@ app.add_typer(label_cli.app, name="label")
 app.add_typer(run_cli.app, name="run")
 app.command("train")(train_cli.train)
 app.command("evaluate")(evaluate_cli.evaluate)
+app.command("predict")(predict_cli.predict)
 app.add_typer(pipeline_cli.app, name="pipeline")
 app.add_typer(model_cli.app, name="model")
 app.add_typer(deploy_cli.app, name="deploy")
