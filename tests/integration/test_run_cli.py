@@ -9,7 +9,11 @@ from pathlib import Path
 
 from integration_support import cli_env, run_cli, run_json
 
+# Start times are in milliseconds and a run this small takes less than one: the pause
+# keeps "newest first" defined (runs started in the same millisecond have no order).
 SCRIPT = """
+import time
+
 import modelcycle as mc
 
 for i, model in enumerate(["xgb", "lgbm", "xgb"]):
@@ -18,6 +22,7 @@ for i, model in enumerate(["xgb", "lgbm", "xgb"]):
         for step in range(10):
             mc.log_metric("loss", (10 - step) / (i + 1), step=step)
         mc.log_metric("auc", 0.7 + i / 10)
+    time.sleep(0.005)
 """
 
 

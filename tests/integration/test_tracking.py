@@ -14,6 +14,7 @@ from integration_support import write_iris
 
 import modelcycle as mc
 from modelcycle.core.errors import ConflictError, NotFoundError, UsageError
+from modelcycle.store import runs as runs_store
 from modelcycle.tracking import run as run_mod
 
 
@@ -227,3 +228,188 @@ def test_downsampled_history_and_system_metrics(workspace: mc.Workspace) -> None
     cpu = stored.metric_history("system/cpu_percent")
     assert len(cpu) >= 2 and all(0 <= p.value <= 100 * 64 for p in cpu)
     assert stored.metrics["system/memory_used_mb"] > 0
+
+
+def test_points_of_many_open_runs_are_all_written(
+    workspace: mc.Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A few rows per INSERT statement: every batch needs many statements and a short last one.
+    monkeypatch.setattr(runs_store, "ROWS_PER_INSERT", 7)
+    ws = workspace
+    with ws.start_run("many") as root:
+        runs = [ws.start_run("many", parent=root.id) for _ in range(12)]
+        expected: dict[str, list[tuple[int, float]]] = {r.id: [] for r in runs}
+        for step in range(1003):
+            for n, run in enumerate(runs):
+                value = n * 10_000.0 + step
+                run.log_metric("v", value, step=step, timestamp=1000 + step)
+                expected[run.id].append((step, value))
+            if step % 250 == 0:
+                runs[step % 12].flush()
+        for n, run in enumerate(runs):
+            # the last value is the highest step's, not the last logged; among equal steps
+            # and times, the last logged
+            run.log_metric("late", 1.0, step=9, timestamp=5)
+            run.log_metric("late", 2.0, step=9, timestamp=5)
+            run.log_metric("late", 3.0, step=2, timestamp=9)
+            run.log_metric("odd", float("nan") if n % 2 else float("inf"), step=0)
+        for run in reversed(runs):
+            run.end()
+    for run in runs:
+        stored = ws.runs.get(run.id)
+        assert stored.status == "finished"
+        assert [(p.step, p.value) for p in stored.metric_history("v")] == expected[run.id]
+        assert [p.timestamp for p in stored.metric_history("v")][:2] == [1000, 1001]
+        assert stored.metrics["v"] == expected[run.id][-1][1]
+        assert stored.metrics["late"] == 2.0
+        assert len(stored.metric_history("late")) == 3
+    odd = [ws.runs.get(r.id).metrics["odd"] for r in runs]
+    assert all(math.isinf(v) for v in odd[0::2]) and all(math.isnan(v) for v in odd[1::2])
+
+
+def test_points_logged_while_the_writer_writes_are_kept(workspace: mc.Workspace) -> None:
+    ws = workspace
+    with ws.start_run("race") as run:
+        stop = threading.Event()
+
+        def flush_all_the_time() -> None:
+            while not stop.is_set():
+                run.flush()
+
+        flusher = threading.Thread(target=flush_all_the_time)
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)  # switch threads as often as possible: races show up
+        flusher.start()
+        try:
+            for step in range(30_000):
+                run.log_metric("x", float(step), step=step)
+        finally:
+            stop.set()
+            flusher.join(60)
+            sys.setswitchinterval(interval)
+    points = ws.runs.get(run.id).metric_history("x")
+    assert [p.step for p in points] == list(range(30_000))
+    assert all(p.value == p.step for p in points)
+
+
+def test_a_failed_write_keeps_its_points_for_the_next(
+    workspace: mc.Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = workspace
+    with ws.start_run("fail") as run:
+        run.log_metric("a", 1.0, step=0)
+        run.log_params({"lr": 0.1})
+
+        def disk_full(*args: object, **kwargs: object) -> None:
+            raise OSError("disk full")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(run.store, "write_batch", disk_full)
+            with pytest.raises(OSError, match="disk full"):
+                run.flush()
+            run.log_metric("a", 2.0, step=1)
+        run.flush()
+        assert [(p.step, p.value) for p in ws.runs.get(run.id).metric_history("a")] == [
+            (0, 1.0),
+            (1, 2.0),
+        ]
+    stored = ws.runs.get(run.id)
+    assert stored.params == {"lr": "0.1"} and stored.status == "finished"
+    assert len(stored.metric_history("a")) == 2
+
+
+def test_the_writer_is_woken_once_a_run_queues_flush_points(
+    workspace: mc.Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class IdleWriter:  # records the wake-up call, writes nothing
+        def __init__(self) -> None:
+            self.wake = threading.Event()
+            self.runs: set[object] = set()
+
+        def add(self, run: object) -> None:
+            self.runs.add(run)
+
+        def discard(self, run: object) -> None:
+            self.runs.discard(run)
+
+    idle = IdleWriter()
+    monkeypatch.setattr(run_mod, "_shared_writer", lambda: idle)
+    monkeypatch.setattr(run_mod, "FLUSH_POINTS", 500)
+    ws = workspace
+    with ws.start_run("wake") as run:
+        assert idle.runs == set()  # nothing to write yet
+        for step in range(499):
+            run.log_metric("x", float(step), step=step)
+        assert idle.runs == {run} and not idle.wake.is_set()
+        run.log_metric("x", 499.0, step=499)
+        assert idle.wake.is_set()
+    assert idle.runs == set()
+    # the end wrote what the (idle) writer never did
+    assert len(ws.runs.get(run.id).metric_history("x")) == 500
+
+
+def test_the_writer_writes_without_a_flush(workspace: mc.Workspace) -> None:
+    import time
+
+    ws = workspace
+    with ws.start_run("background") as run:
+        for step in range(100):
+            run.log_metric("x", float(step), step=step)
+        deadline = time.monotonic() + 60
+        while len(ws.runs.store.metric_history(run.id, "x")) < 100:
+            assert time.monotonic() < deadline, "the background writer wrote nothing"
+            time.sleep(0.05)
+        assert run._points == []
+
+
+def test_search_frame_columns_and_types(workspace: mc.Workspace) -> None:
+    import pandas as pd
+
+    ws = workspace
+    with ws.start_run("frame", name="a") as a:
+        a.log_params({"lr": 0.1, "model": "xgb"})
+        a.log_metrics({"auc": 0.9, "loss": float("nan")})
+    with ws.start_run("frame", name="b", tags={"team": "core"}) as b:
+        b.log_metric("auc", 0.7)
+    running = ws.start_run("frame", name="c")
+    try:
+        frame = ws.runs.search_frame("frame", order_by=["metrics.auc DESC"])
+        runs = ws.runs.search("frame", order_by=["metrics.auc DESC"])
+    finally:
+        running.end()
+    assert list(frame.columns) == [
+        "run_id",
+        "experiment",
+        "name",
+        "status",
+        "start_time",
+        "end_time",
+        "metrics.auc",
+        "metrics.loss",
+        "params.lr",
+        "params.model",
+        "tags.team",
+    ]
+    assert frame["run_id"].tolist() == [r.id for r in runs] == [a.id, b.id, running.id]
+    assert frame["name"].tolist() == ["a", "b", "c"]  # no auc: last
+    assert frame["status"].tolist() == ["finished", "finished", "running"]
+    assert frame["experiment"].tolist() == ["frame"] * 3
+    assert str(frame["start_time"].dtype) == "datetime64[us, UTC]"
+    assert frame["start_time"].tolist() == [
+        pd.Timestamp(r.start_time, unit="ms", tz="UTC") for r in runs
+    ]
+    assert frame["end_time"].isna().tolist() == [False, False, True]
+    assert frame.loc[0, "end_time"] == pd.Timestamp(runs[0].end_time, unit="ms", tz="UTC")
+    assert frame["metrics.auc"].tolist()[:2] == [0.9, 0.7]
+    assert math.isnan(frame.loc[2, "metrics.auc"])
+    assert frame["metrics.loss"].isna().all()  # NaN logged, or not logged
+    assert frame.loc[0, "params.lr"] == "0.1" and frame.loc[0, "params.model"] == "xgb"
+    assert frame["params.lr"].isna().tolist() == [False, True, True]
+    assert frame["tags.team"].isna().tolist() == [True, False, True]
+    assert frame.loc[1, "tags.team"] == "core"
+
+    filtered = ws.runs.search_frame("frame", filter="metrics.auc > 0.8")
+    assert filtered["name"].tolist() == ["a"]
+    empty = ws.runs.search_frame("frame", filter="metrics.auc > 2")
+    assert len(empty) == 0
+    assert list(empty.columns) == list(frame.columns)[:6]

@@ -1,14 +1,18 @@
 """Records of experiments and runs: params, tags, metric points, inputs and artifacts.
 
 Metric points arrive in batches from a run's background writer. A batch (points,
-params, tags, and the run's end when it is the last) is one transaction, written with
-the driver's ``executemany``: the hot path of tracking, so it skips SQLAlchemy's
-per-row statement compilation.
+params, tags, and the run's end when it is the last) is one transaction. Points go in
+as multi-row INSERT statements (``ROWS_PER_INSERT`` rows each) through the driver:
+``executemany`` would run the statement once per row, and the SQLite driver releases
+and takes back the GIL around every one of those runs, which a training loop on the
+other thread pays for. Listing and searching read rows through the driver as well:
+SQLAlchemy's per-row result processing would dominate a search over 1,000 runs.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -22,18 +26,20 @@ from modelcycle.store.metadata import MetadataStore, utcnow
 
 Point = tuple[str, float, int, int]  # key, value, step, timestamp (ms)
 
+_POINTS_INSERT = "INSERT INTO run_metrics (run_id, key, step, timestamp, value, is_nan) VALUES "
 _LATEST_UPSERT = (
-    "INSERT INTO run_latest_metrics (run_id, key, step, timestamp, value, is_nan) "
-    "VALUES ({p}, {p}, {p}, {p}, {p}, {p}) ON CONFLICT (run_id, key) DO UPDATE SET "
+    "INSERT INTO run_latest_metrics (run_id, key, step, timestamp, value, is_nan) VALUES ",
+    " ON CONFLICT (run_id, key) DO UPDATE SET "
     "step = excluded.step, timestamp = excluded.timestamp, value = excluded.value, "
     "is_nan = excluded.is_nan WHERE excluded.step > run_latest_metrics.step OR "
     "(excluded.step = run_latest_metrics.step "
-    "AND excluded.timestamp >= run_latest_metrics.timestamp)"
+    "AND excluded.timestamp >= run_latest_metrics.timestamp)",
 )
-_POINT_INSERT = (
-    "INSERT INTO run_metrics (run_id, key, step, timestamp, value, is_nan) "
-    "VALUES ({p}, {p}, {p}, {p}, {p}, {p})"
-)
+# Rows per INSERT statement at most (fewer when the database takes fewer parameters).
+# A batch is written as full statements of this size and the rest in powers of two, so
+# every statement has one of a few shapes and is parsed once per connection: parsing a
+# statement of a new size costs more than running it.
+ROWS_PER_INSERT = 512
 _PARAM_INSERT = (
     "INSERT INTO run_params (run_id, key, value) VALUES ({p}, {p}, {p}) "
     "ON CONFLICT (run_id, key) DO NOTHING"
@@ -77,6 +83,16 @@ class Order:
     descending: bool
 
 
+@dataclass(frozen=True)
+class RunTable:
+    """Search results as rows for a table (see ``RunStore.search_table``)."""
+
+    runs: list[tuple[Any, ...]]  # (id, experiment, name, status, start_time, end_time)
+    metrics: list[tuple[Any, ...]]  # (run id, key, value or None, is_nan)
+    params: list[tuple[Any, ...]]  # (run id, key, value)
+    tags: list[tuple[Any, ...]]  # (run id, key, value)
+
+
 @dataclass
 class RunEnd:
     status: str
@@ -95,9 +111,8 @@ class RunStore:
     def __init__(self, store: MetadataStore) -> None:
         self.store = store
         p = self._p = "?" if store.engine.dialect.paramstyle == "qmark" else "%s"
+        self._max_params: int | None = None  # known on the first write
         self._sql = {
-            "latest": _LATEST_UPSERT.format(p=p),
-            "point": _POINT_INSERT.format(p=p),
             "param": _PARAM_INSERT.format(p=p),
             "tag": _TAG_UPSERT.format(p=p),
         }
@@ -177,20 +192,19 @@ class RunStore:
             if tags:
                 self._executemany(conn, "tag", [(run_id, k, v) for k, v in tags])
             if points:
-                rows = []
-                latest: dict[str, tuple[int, int, float]] = {}
-                for key, value, step, ts in points:
-                    v, nan = _stored(value)
-                    rows.append((run_id, key, step, ts, v, nan))
-                    best = latest.get(key)
-                    if best is None or (step, ts) >= best[:2]:
-                        latest[key] = (step, ts, value)
-                self._executemany(conn, "point", rows)
-                self._executemany(
-                    conn,
-                    "latest",
-                    [(run_id, k, s, ts, *_stored(v)) for k, (s, ts, v) in latest.items()],
-                )
+                values, latest = _point_values(run_id, points)
+                last: list[Any] = []
+                for key, value, step, ts in latest.values():
+                    last.extend((run_id, key, step, ts, *_stored(value)))
+                # The driver's cursor, in the transaction begun above: these statements
+                # are the whole batch, and SQLAlchemy's work per statement would be
+                # GIL time taken from the training loop.
+                cursor = conn.connection.cursor()
+                try:
+                    self._insert_rows(conn, cursor, (_POINTS_INSERT, ""), values)
+                    self._insert_rows(conn, cursor, _LATEST_UPSERT, last)
+                finally:
+                    cursor.close()
             if end is not None:
                 conn.execute(
                     update(t.runs)
@@ -200,6 +214,21 @@ class RunStore:
 
     def _executemany(self, conn: Connection, which: str, rows: list[tuple[Any, ...]]) -> None:
         conn.exec_driver_sql(self._sql[which], rows)
+
+    def _insert_rows(
+        self, conn: Connection, cursor: Any, sql: tuple[str, str], values: list[Any]
+    ) -> None:
+        """Insert rows of 6 values, given as one flat list, with multi-row statements
+        (``sql`` is the statement before and after its VALUES rows)."""
+        if self._max_params is None:
+            self._max_params = _max_params(conn)
+        most = max(1, min(ROWS_PER_INSERT, self._max_params // 6))
+        rows, done = len(values) // 6, 0
+        while done < rows:
+            left = rows - done
+            size = most if left >= most else 1 << (left.bit_length() - 1)
+            cursor.execute(_rows_sql(sql, self._p, size), values[done * 6 : (done + size) * 6])
+            done += size
 
     def _run_select(self) -> Any:
         return select(t.runs, t.experiments.c.name.label("experiment")).join(
@@ -235,35 +264,64 @@ class RunStore:
         parent_id: str | None = None,
     ) -> list[RunRow]:
         """Live runs matching every clause, ordered, at most ``limit``."""
-        r = t.runs.c
-        columns = [c for c in t.runs.c if c.name != "environment"]
-        stmt = (
-            select(*columns, t.experiments.c.name.label("experiment"))
-            .join(t.experiments, t.experiments.c.id == r.experiment_id)
-            .where(r.deleted_at.is_(None))
-        )
-        if experiment_ids is not None:
-            stmt = stmt.where(r.experiment_id.in_(experiment_ids))
-        if parent_id is not None:
-            stmt = stmt.where(r.parent_id == parent_id)
-        for clause in clauses:
-            stmt = stmt.where(_condition(clause))
-        order_by = [_order(o) for o in orders]
-        stmt = stmt.order_by(*order_by, r.start_time.desc(), r.id).limit(limit)
+        columns: list[Any] = [c for c in t.runs.c if c.name != "environment"]
+        columns.append(t.experiments.c.name.label("experiment"))
+        stmt = _search(columns, experiment_ids, clauses, orders, limit, parent_id)
         with self.store.reading() as conn:
             rows = conn.execute(stmt).all()
         return [_run_row({**row._mapping, "environment": None}) for row in rows]
 
+    def search_table(
+        self,
+        experiment_ids: Sequence[int] | None,
+        clauses: Sequence[Clause],
+        orders: Sequence[Order],
+        limit: int,
+        *,
+        parent_id: str | None = None,
+    ) -> RunTable:
+        """:meth:`search` as plain rows for a table: the runs' attributes and the long
+        rows of their last metric values, params and tags, read in one transaction."""
+        r = t.runs.c
+        columns = [r.id, t.experiments.c.name, r.name, r.status, r.start_time, r.end_time]
+        stmt = _search(columns, experiment_ids, clauses, orders, limit, parent_id)
+        with self.store.reading() as conn:
+            runs = [tuple(row) for row in conn.execute(stmt)]
+            ids = [row[0] for row in runs]
+            return RunTable(
+                runs,
+                self._bulk_in(
+                    conn,
+                    "SELECT run_id, key, value, is_nan FROM run_latest_metrics "
+                    "WHERE run_id IN ({ids})",
+                    ids,
+                ),
+                self._bulk_in(
+                    conn, "SELECT run_id, key, value FROM run_params WHERE run_id IN ({ids})", ids
+                ),
+                self._bulk_in(
+                    conn, "SELECT run_id, key, value FROM run_tags WHERE run_id IN ({ids})", ids
+                ),
+            )
+
     def _bulk(self, sql: str, run_ids: Sequence[str]) -> list[tuple[Any, ...]]:
-        """Rows of ``sql`` (with ``{ids}`` for the placeholders) over ``run_ids``, via the
-        driver directly: listing 1,000 runs reads ~10,000 rows and SQLAlchemy's per-row
-        result processing would dominate."""
+        """Rows of ``sql`` (with ``{ids}`` for the placeholders) over ``run_ids``."""
+        with self.store.reading() as conn:
+            return self._bulk_in(conn, sql, run_ids)
+
+    def _bulk_in(self, conn: Connection, sql: str, run_ids: Sequence[str]) -> list[tuple[Any, ...]]:
+        # Through the driver's own cursor: listing 1,000 runs reads ~10,000 rows, and
+        # SQLAlchemy's per-row result processing would take longer than the query. The
+        # cursor shares the connection, so the rows come from the caller's transaction.
         p = self._p
         out: list[tuple[Any, ...]] = []
-        with self.store.reading() as conn:
+        cursor = conn.connection.cursor()
+        try:
             for chunk in _chunks(run_ids):
-                text = sql.format(ids=", ".join([p] * len(chunk)))
-                out.extend(conn.exec_driver_sql(text, tuple(chunk)).fetchall())
+                cursor.execute(sql.format(ids=", ".join([p] * len(chunk))), tuple(chunk))
+                out.extend(cursor.fetchall())
+        finally:
+            cursor.close()
         return out
 
     def key_values(self, table: str, run_ids: Sequence[str]) -> dict[str, dict[str, str]]:
@@ -401,6 +459,30 @@ class RunStore:
         return [(p, o, s) for p, o, s in rows]
 
 
+def _search(
+    columns: Sequence[Any],
+    experiment_ids: Sequence[int] | None,
+    clauses: Sequence[Clause],
+    orders: Sequence[Order],
+    limit: int,
+    parent_id: str | None,
+) -> Any:
+    r = t.runs.c
+    stmt = (
+        select(*columns)
+        .join(t.experiments, t.experiments.c.id == r.experiment_id)
+        .where(r.deleted_at.is_(None))
+    )
+    if experiment_ids is not None:
+        stmt = stmt.where(r.experiment_id.in_(experiment_ids))
+    if parent_id is not None:
+        stmt = stmt.where(r.parent_id == parent_id)
+    for clause in clauses:
+        stmt = stmt.where(_condition(clause))
+    order_by = [_order(o) for o in orders]
+    return stmt.order_by(*order_by, r.start_time.desc(), r.id).limit(limit)
+
+
 def _compare(column: Any, op: str, value: Any) -> Any:
     if op == "LIKE":
         return column.like(value)
@@ -471,6 +553,42 @@ def _run_row(row: Any) -> RunRow:
     if deleted is not None and deleted.tzinfo is None:
         data["deleted_at"] = deleted.replace(tzinfo=dt.UTC)
     return RunRow(**data)  # environment is None in search results (loaded by get_run)
+
+
+@functools.lru_cache(maxsize=64)
+def _rows_sql(sql: tuple[str, str], p: str, rows: int) -> str:
+    row = f"({p}, {p}, {p}, {p}, {p}, {p})"
+    return sql[0] + ", ".join([row] * rows) + sql[1]
+
+
+def _max_params(conn: Connection) -> int:
+    """How many parameters one statement may have."""
+    driver = conn.connection.driver_connection
+    getlimit = getattr(driver, "getlimit", None)
+    if getlimit is not None:  # SQLite: 32,766 since 3.32, 999 before; builds differ
+        import sqlite3
+
+        return int(getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+    return 65_535  # PostgreSQL's wire protocol
+
+
+def _point_values(run_id: str, points: Sequence[Point]) -> tuple[list[Any], dict[str, Point]]:
+    """The run_metrics values of ``points`` in one flat list, and the last point of each
+    key (highest step, then latest time; of equal ones, the last logged)."""
+    values: list[Any] = []
+    add = values.extend
+    isnan = math.isnan
+    latest: dict[str, Point] = {}
+    for point in points:
+        key, value, step, ts = point
+        if isnan(value):  # SQLite would store NULL: keep NaN as a flag
+            add((run_id, key, step, ts, None, True))
+        else:
+            add((run_id, key, step, ts, value, False))
+        best = latest.get(key)
+        if best is None or step > best[2] or (step == best[2] and ts >= best[3]):
+            latest[key] = point
+    return values, latest
 
 
 def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:

@@ -1,11 +1,15 @@
 """An active run: logging calls that never block training.
 
-``log_metric`` appends to an in-memory queue; a background thread writes the queue to
-the store in batches (every ``FLUSH_SECONDS`` or ``FLUSH_POINTS`` points). ``flush()``
-returns once everything logged before it is committed; ending the run (also on an
-exception, and at interpreter exit) flushes the rest in the same transaction that sets
-the run's status. No point is dropped: a failed write is retried with the next batch
-and reported by ``flush``/``end``.
+``log_metric`` appends a tuple to an in-memory list and returns: no lock, no store, one
+clock read. One background thread per process writes the lists of all runs to the
+store in large batches, every ``FLUSH_SECONDS``, or sooner when a run has queued
+``FLUSH_POINTS`` points. Waking rarely and writing many rows per statement matters as
+much as the call itself: the writer shares the GIL with the training loop, and every
+hand-over between the two threads costs the loop time. ``flush()`` returns once
+everything logged before it is committed; ending the run (also on an exception, and at
+interpreter exit) flushes the rest in the same transaction that sets the run's status.
+No point is dropped: a failed write is retried with the next batch and reported by
+``flush``/``end``.
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ import atexit
 import threading
 import time
 import traceback
-from collections import deque
 from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -33,8 +36,11 @@ STATUSES = ("running", "finished", "failed", "killed")
 _KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./ :")
 
 
+_time = time.time
+
+
 def now_ms() -> int:
-    return int(time.time() * 1000)
+    return int(_time() * 1000)
 
 
 def check_key(key: str, what: str) -> str:
@@ -102,12 +108,14 @@ class ActiveRun:
         self.id = run_id
         self.name = name
         self.experiment = experiment
-        self._points: deque[Point] = deque()
+        # Appended to by the logging thread, taken from the front by the writer; both are
+        # single list operations, atomic under the GIL, so the hot path takes no lock.
+        self._points: list[Point] = []
         self._params: dict[str, str] = dict(params or {})
         self._new_params: list[tuple[str, str]] = []
         self._new_tags: list[tuple[str, str]] = []
         self._lock = threading.Lock()  # one writer at a time
-        self._writer: _Writer | None = None  # set once the run has points queued
+        self._writer: _Writer | None = None  # set once the run has logged a metric
         self._error: BaseException | None = None
         self._keys: set[str] = set()
         self.status = "running"
@@ -119,14 +127,18 @@ class ActiveRun:
     ) -> None:
         """Record one point of series ``key``. NaN and infinities are stored as such."""
         if key not in self._keys:
-            self._keys.add(check_key(key, "metric"))
-        self._points.append(
-            (key, float(value), 0 if step is None else int(step), timestamp or now_ms())
+            self._new_key(key)
+        points = self._points
+        points.append(
+            (
+                key,
+                float(value),
+                0 if step is None else int(step),
+                timestamp or int(_time() * 1000),
+            )
         )
-        if len(self._points) >= FLUSH_POINTS:
-            self._start_writer().wake.set()
-        elif self._writer is None:
-            self._start_writer()
+        if len(points) == FLUSH_POINTS:  # grows one by one here, so it passes this value
+            self._wake_writer()
 
     def log_metrics(
         self, metrics: Mapping[str, float], step: int | None = None, timestamp: int | None = None
@@ -139,9 +151,21 @@ class ActiveRun:
         """Many (key, value, step, timestamp) points at once."""
         for key in {p[0] for p in points}:
             if key not in self._keys:
-                self._keys.add(check_key(key, "metric"))
-        self._points.extend((k, float(v), int(s), int(ts)) for k, v, s, ts in points)
-        self._start_writer().wake.set()
+                self._new_key(key)
+        self._points.extend([(k, float(v), int(s), int(ts)) for k, v, s, ts in points])
+        if len(self._points) >= FLUSH_POINTS:
+            self._wake_writer()
+
+    def _new_key(self, key: str) -> None:
+        self._keys.add(check_key(key, "metric"))
+        if self._writer is None and self.status == "running":
+            self._writer = _shared_writer()
+            self._writer.add(self)
+
+    def _wake_writer(self) -> None:
+        writer = self._writer
+        if writer is not None:
+            writer.wake.set()
 
     def log_param(self, key: str, value: Any) -> None:
         self.log_params({key: value})
@@ -197,14 +221,11 @@ class ActiveRun:
         )
 
     # -- writing -----------------------------------------------------------------------
-    def _start_writer(self) -> _Writer:
-        if self._writer is None:
-            self._writer = _shared_writer()
-            self._writer.add(self)
-        return self._writer
-
     def _take(self) -> tuple[list[Point], list[tuple[str, str]], list[tuple[str, str]]]:
-        points = [self._points.popleft() for _ in range(len(self._points))]
+        queued = self._points
+        n = len(queued)
+        points = queued[:n]
+        del queued[:n]  # points appended since `len` stay queued
         params, self._new_params = self._new_params, []
         tags, self._new_tags = self._new_tags, []
         return points, params, tags
@@ -217,7 +238,7 @@ class ActiveRun:
                 self._error = None
             except Exception as e:
                 # Keep everything for the next attempt; flush()/end() report it.
-                self._points.extendleft(reversed(points))
+                self._points[:0] = points
                 self._new_params[:0] = params
                 self._new_tags[:0] = tags
                 self._error = e

@@ -113,12 +113,31 @@ def _json_float(v: float) -> float | str:
     return v if math.isfinite(v) else str(v)  # JSON has no NaN/inf
 
 
+def _utc_times(ms: Sequence[int | None]) -> Any:
+    """Milliseconds since the epoch (None for none) as a datetime64[us, UTC] array."""
+    import numpy as np
+    import pandas as pd
+
+    nat = np.iinfo(np.int64).min  # numpy's NaT
+    values = np.array([nat if v is None else v for v in ms], dtype=np.int64)
+    return pd.DatetimeIndex(values.astype("datetime64[ms]").astype("datetime64[us]")).tz_localize(
+        "UTC"
+    )
+
+
+class _ActiveStack(threading.local):
+    """Each thread's stack of active runs (``__init__`` runs once per thread)."""
+
+    def __init__(self) -> None:
+        self.runs: list[ActiveRun] = []
+
+
 class RunService:
     def __init__(self, store: RunStore, datasets: DatasetService, blobs: BlobStore) -> None:
         self.store = store
         self.datasets = datasets
         self.blobs = blobs
-        self._local = threading.local()
+        self._local = _ActiveStack()
         self._experiments: dict[str, int] = {}  # name -> id; experiments are never renamed
         # Registers a logged model (run id, model name, path=); set by the workspace.
         self.registrar: Any = None
@@ -126,13 +145,12 @@ class RunService:
     # -- the active-run stack (per thread) -------------------------------------------
     @property
     def _stack(self) -> list[ActiveRun]:
-        stack = getattr(self._local, "stack", None)
-        if stack is None:
-            stack = self._local.stack = []
-        return stack
+        return self._local.runs
 
     def active(self) -> ActiveRun | None:
-        return self._stack[-1] if self._stack else None
+        # On the path of every `mc.log_metric` call: one lookup, no property.
+        runs = self._local.runs
+        return runs[-1] if runs else None
 
     def _ended(self, run: ActiveRun) -> None:
         if run in self._stack:
@@ -284,46 +302,88 @@ class RunService:
     ) -> list[Run]:
         """Runs matching ``filter`` (see :mod:`modelcycle.tracking.search`), newest first
         unless ``order_by`` says otherwise."""
-        ids = None
-        if experiment is not None:
-            names = [experiment] if isinstance(experiment, str) else list(experiment)
-            ids = []
-            for n in names:
-                found = self.store.experiment_id(n, create=False)
-                if found is None:
-                    known = [e["name"] for e in self.store.experiments()]
-                    raise NotFoundError(
-                        f"no experiment named {n!r}{suggest(n, known)}",
-                        hint="`modelcycle run experiments` lists them",
-                    )
-                ids.append(found)
         rows = self.store.search(
-            ids, parse_filter(filter), parse_order(order_by), max_results, parent_id=parent
+            self._experiment_ids(experiment),
+            parse_filter(filter),
+            parse_order(order_by),
+            max_results,
+            parent_id=parent,
         )
         return self._runs(rows)
 
-    def search_frame(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
+    def search_frame(
+        self,
+        experiment: str | Sequence[str] | None = None,
+        filter: str | None = None,
+        order_by: Sequence[str] | str | None = None,
+        max_results: int = 1000,
+        *,
+        parent: str | None = None,
+    ) -> pd.DataFrame:
         """:meth:`search` as a pandas DataFrame: one row per run, ``metrics.*``,
-        ``params.*`` and ``tags.*`` columns (the shape MLflow's ``search_runs`` gives)."""
+        ``params.*`` and ``tags.*`` columns (the shape MLflow's ``search_runs`` gives),
+        each group sorted by name; a run without a value has NaN there."""
+        import numpy as np
         import pandas as pd
 
-        records = []
-        for r in self.search(*args, **kwargs):
-            rec: dict[str, Any] = {
-                "run_id": r.id,
-                "experiment": r.experiment,
-                "name": r.name,
-                "status": r.status,
-                "start_time": pd.Timestamp(r.start_time, unit="ms", tz="UTC"),
-                "end_time": (
-                    None if r.end_time is None else pd.Timestamp(r.end_time, unit="ms", tz="UTC")
-                ),
-            }
-            rec.update({f"metrics.{k}": v for k, v in r.metrics.items()})
-            rec.update({f"params.{k}": v for k, v in r.params.items()})
-            rec.update({f"tags.{k}": v for k, v in r.tags.items()})
-            records.append(rec)
-        return pd.DataFrame.from_records(records)
+        table = self.store.search_table(
+            self._experiment_ids(experiment),
+            parse_filter(filter),
+            parse_order(order_by),
+            max_results,
+            parent_id=parent,
+        )
+        # Built column by column: a Run object, a dict and two Timestamps per run would
+        # cost many times the query.
+        n = len(table.runs)
+        ids, experiments, names, statuses, starts, ends = (
+            map(list, zip(*table.runs, strict=True)) if n else ([] for _ in range(6))
+        )
+        position = {run_id: i for i, run_id in enumerate(ids)}
+        metrics: dict[str, list[float]] = {}
+        for run_id, key, value, is_nan in table.metrics:
+            numbers = metrics.get(key)
+            if numbers is None:
+                numbers = metrics[key] = [math.nan] * n
+            if not is_nan:  # a NaN point stays NaN, as does a run without the series
+                numbers[position[run_id]] = value
+        columns: dict[str, Any] = {
+            "run_id": ids,
+            "experiment": experiments,
+            "name": names,
+            "status": statuses,
+            "start_time": _utc_times(starts),
+            "end_time": _utc_times(ends),
+        }
+        columns.update((f"metrics.{k}", np.array(metrics[k], np.float64)) for k in sorted(metrics))
+        for kind, rows in (("params", table.params), ("tags", table.tags)):
+            texts: dict[str, list[str | None]] = {}
+            for run_id, key, value in rows:
+                values = texts.get(key)
+                if values is None:
+                    values = texts[key] = [None] * n
+                values[position[run_id]] = value
+            columns.update((f"{kind}.{k}", texts[k]) for k in sorted(texts))
+        return pd.DataFrame(columns)
+
+    def _experiment_ids(self, experiment: str | Sequence[str] | None) -> list[int] | None:
+        if experiment is None:
+            return None
+        names = [experiment] if isinstance(experiment, str) else list(experiment)
+        ids = []
+        for n in names:
+            found = self._experiments.get(n)  # experiments are never renamed nor deleted
+            if found is None:
+                found = self.store.experiment_id(n, create=False)
+            if found is None:
+                known = [e["name"] for e in self.store.experiments()]
+                raise NotFoundError(
+                    f"no experiment named {n!r}{suggest(n, known)}",
+                    hint="`modelcycle run experiments` lists them",
+                )
+            self._experiments[n] = found
+            ids.append(found)
+        return ids
 
     def compare(self, run_ids: Sequence[str]) -> dict[str, Any]:
         """Params and last metric values of several runs side by side."""
