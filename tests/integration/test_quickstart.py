@@ -21,6 +21,7 @@ def test_quickstart_walks_the_data_lifecycle(tmp_path: Path) -> None:
         "evaluate them on the test split",
         "gate.yaml passed",
         "Lineage of cancer@",
+        "Serve the champion",
         "fsck",
     ):
         assert heading in out, heading
@@ -56,6 +57,13 @@ def test_quickstart_walks_the_data_lifecycle(tmp_path: Path) -> None:
         assert ws.models.resolve("cancer@champion").version == prod.version
         assert f"model {prod.ref}" in out and "train: cancer-train@1" in out
         assert "cancer@1" in out.split("Lineage of")[1] and "added from" in out
+        # The champion was served over HTTP: every answer matched the model in-process,
+        # the metrics counted the requests, and the predictions were logged.
+        served = out.split("Serve the champion")[1]
+        assert "84/84 match the model in-process" in served.replace(",", "")
+        assert 'modelcycle_requests_total{endpoint="invocations",model="cancer"' in served
+        logged = ws.deployments.predictions("cancer")
+        assert logged.height >= 84 and set(logged["version"].to_list()) == {prod.version}
         assert ws.fsck().ok
     finally:
         ws.close()

@@ -136,7 +136,10 @@ def _walk(ws: Workspace, root: Path, say: Callable[..., Any]) -> Path:
     for line in model_lineage_lines(ws.models.lineage(production)):
         say("   " + line.replace("[", "\\["))  # `say` takes console markup
 
-    step(11, "Diff raw -> cleaned")
+    step(11, "Serve the champion on 127.0.0.1, send traffic, read its metrics")
+    _serve(ws, root, parts[2].ref, say)
+
+    step(12, "Diff raw -> cleaned")
     d = ws.datasets.diff(v1.ref, cleaned.ref, key="id")
     r = d["rows"]
     say(
@@ -152,7 +155,7 @@ def _walk(ws: Workspace, root: Path, say: Callable[..., Any]) -> Path:
             )
         )
 
-    step(12, "Check the stores")
+    step(13, "Check the stores")
     fsck = ws.fsck()
     say(
         f"   fsck: {fsck.versions} versions, {fsck.blobs_checked} blobs verified, "
@@ -329,3 +332,105 @@ def _label(ws: Workspace, ref: str, say: Callable[..., Any]) -> None:
         f"   -> {labeled.ref}: the data plus a `label` column, lineage to {ref} "
         f"and project {project.name}"
     )
+
+
+def _serve(ws: Workspace, root: Path, test: str, say: Callable[..., Any]) -> None:
+    """Start `modelcycle serve cancer@champion` as its own process on a free local port,
+    send one-row requests over MLflow's and the v2 protocol, read /metrics, stop it."""
+    import json
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    log = (root / "serve.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "modelcycle.serving", "cancer@champion"),
+            *("--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
+        ],
+        env={**os.environ, "MODELCYCLE_WORKSPACE": str(root)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+    def call(path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            base + path, data=data, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=10) as r:
+            raw = r.read()
+            return raw.decode() if path == "/metrics" else json.loads(raw)
+
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                call("/v2/health/ready")
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"the model server did not start; see {root / 'serve.log'}"
+                    ) from None
+                time.sleep(0.2)
+        say(f"   modelcycle serve cancer@champion --port {port}: ready (pid {proc.pid})")
+        frame = ws.datasets.to_pandas(test)
+        model = ws.models.load("cancer@champion")
+        features = [s.name for s in model.signature.inputs] if model.signature else []
+        rows = frame[features].to_dict(orient="records")
+        expected = [int(v) for v in model.predict(frame[features])]
+        started = time.perf_counter()
+        got = [
+            int(call("/invocations", {"dataframe_records": [row]})["predictions"][0])
+            for row in rows
+        ]
+        seconds = time.perf_counter() - started
+        v2 = call(
+            "/v2/models/cancer/infer",
+            {
+                "inputs": [
+                    {
+                        "name": name,
+                        "shape": [1],
+                        "datatype": "FP64",
+                        "data": [float(rows[0][name])],
+                    }
+                    for name in features
+                ]
+            },
+        )
+        same = sum(a == b for a, b in zip(got, expected, strict=True))
+        say(
+            f"   {len(rows)} one-row requests to /invocations in {seconds:.2f} s "
+            f"({len(rows) / seconds:,.0f}/s on one connection); {same}/{len(rows)} match "
+            f"the model in-process; /v2/models/cancer/infer -> "
+            f"{v2['outputs'][0]['data'][0]} (version {v2.get('model_version')})"
+        )
+        shown = 0
+        for line in call("/metrics").splitlines():
+            if (
+                line.startswith(
+                    ("modelcycle_requests_total{", "modelcycle_request_duration_seconds_count{")
+                )
+                and shown < 4
+            ):
+                say(f"   {line}")
+                shown += 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()
+    say("   stopped; prediction logs: `modelcycle deploy predictions cancer`")

@@ -12,12 +12,14 @@ import typer
 from modelcycle import __version__
 from modelcycle.cli import dataset as dataset_cli
 from modelcycle.cli import deploy as deploy_cli
+from modelcycle.cli import drift as drift_cli
 from modelcycle.cli import evaluate as evaluate_cli
 from modelcycle.cli import label as label_cli
 from modelcycle.cli import model as model_cli
 from modelcycle.cli import pipeline as pipeline_cli
 from modelcycle.cli import predict as predict_cli
 from modelcycle.cli import run as run_cli
+from modelcycle.cli import serve as serve_cli
 from modelcycle.cli import train as train_cli
 from modelcycle.cli.context import open_workspace
 from modelcycle.cli.output import (
@@ -33,7 +35,8 @@ from modelcycle.core.errors import ModelcycleError, NotFoundError, UsageError, e
 
 app = typer.Typer(
     name="modelcycle",
-    help="Version, clean, validate and split datasets; the whole life of models next.",
+    help="The whole life of datasets and models: version, clean, label, train, evaluate, "
+    "gate, register, serve, monitor.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -45,6 +48,8 @@ app.add_typer(run_cli.app, name="run")
 app.command("train")(train_cli.train)
 app.command("evaluate")(evaluate_cli.evaluate)
 app.command("predict")(predict_cli.predict)
+app.command("serve")(serve_cli.serve)
+app.command("drift")(drift_cli.drift)
 app.add_typer(pipeline_cli.app, name="pipeline")
 app.add_typer(model_cli.app, name="model")
 app.add_typer(deploy_cli.app, name="deploy")
