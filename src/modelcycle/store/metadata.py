@@ -378,7 +378,7 @@ class MetadataStore:
         """(run id/path, blob oid) of every artifact of a run not deleted, except the
         package files of retired model versions (their blobs may be freed); every
         stored evaluation's result (kept with the metadata, even of retired versions);
-        and every prediction log segment."""
+        every prediction log segment; and the drift sketches of live dataset versions."""
         a, r, v = t.run_artifacts.c, t.runs.c, t.model_versions.c
         stmt = (
             select(a.run_id, a.path, a.oid)
@@ -404,6 +404,13 @@ class MetadataStore:
             ):
                 where = f"deployment {deployment}" if deployment else f"{model}@{version}"
                 out.append((f"prediction segment {sid} of {where}", oid))
+            sk, dv = t.dataset_sketches.c, t.dataset_versions.c
+            for kid, oid in conn.execute(
+                select(sk.id, sk.sketch_oid)
+                .join(t.dataset_versions, dv.id == sk.dataset_version_id)
+                .where(dv.deleted_at.is_(None))
+            ):
+                out.append((f"dataset sketch {kid}", oid))
         return out
 
     def live_model_manifests(self) -> list[tuple[str, str]]:
