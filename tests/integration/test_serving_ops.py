@@ -312,3 +312,51 @@ def test_the_command_fails_before_listening_with_a_clear_error(ws: ServingWorksp
         )
         assert result.returncode == code, result.stderr
         assert message in result.stderr and "Traceback" not in result.stderr
+
+
+# --------------------------------------------------------------------------- deployments
+
+
+def test_a_deployment_is_served_with_its_shadow_logged(
+    ws: ServingWorkspace, tmp_path: Path
+) -> None:
+    """``--deployment``: the deployment's routes and shadow, every prediction in the
+    workspace's prediction log (written when the server stops), feedback joined to it."""
+    with ws.open() as w:
+        w.deployments.create("iris-live", "iris@1")
+        w.deployments.shadow("iris-live", ["iris@2"])
+    rows = iris_rows()[::30]
+    with running(ws, ["--deployment", "iris-live", "--workers", "1"], tmp_path) as server:
+        listing = httpx.get(server.url + "/v1/models").json()
+        assert listing["deployment"] == "iris-live"
+        (endpoint,) = listing["models"]
+        assert endpoint["name"] == "iris-live"
+        assert [(r["ref"], r["version"]) for r in endpoint["routes"]] == [("iris@1", 1)]
+        assert [s["version"] for s in endpoint["shadows"]] == [2]
+        with httpx.Client(base_url=server.url) as c:
+            for i in range(3):
+                r = c.post(
+                    "/v1/models/iris-live/predict",
+                    json={"records": records(rows)},
+                    headers={"x-request-id": f"dep-{i}"},
+                )
+                assert r.status_code == 200 and r.json()["version"] == 1
+            r = c.post("/v1/feedback", json=[{"request_id": "dep-0", "row": 1, "label": 0}])
+            assert r.status_code == 202
+            wait_for(
+                lambda: metric(server, "modelcycle_requests_total", endpoint="shadow") == 3,
+                30,
+                "the shadow to answer three copies",
+            )
+    with ws.open() as w:
+        logged = w.deployments.predictions("iris-live").to_pandas()
+        joined = w.deployments.feedback.join("iris-live").to_pandas()
+    assert len(logged) == 2 * 3 * len(rows)  # primary and shadow, one row per predicted row
+    primary = logged[logged["route"] == "primary"]
+    assert set(primary["version"]) == {1} and set(
+        logged[logged["route"] == "shadow"]["version"]
+    ) == {2}
+    assert sorted(set(primary["request_id"])) == ["dep-0", "dep-1", "dep-2"]
+    assert set(primary["endpoint"]) == {"iris-live"}
+    labelled = joined[joined["route"] == "primary"]
+    assert labelled[["request_id", "row", "label"]].values.tolist() == [["dep-0", 1, 0]]
