@@ -160,3 +160,19 @@ def test_model_cli(tmp_path: Path) -> None:
     assert "iris@7 does not exist" in missing.stderr
     stage = run_cli("model", "promote", "iris@1", "--to", "producton", cwd=root, expect=2)
     assert "did you mean 'production'" in stage.stderr
+
+
+@pytest.mark.parametrize("backend", ["sqlite+local"], indirect=True)
+def test_concurrent_first_loads_of_a_version_share_one_cached_package(
+    workspace: mc.Workspace,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    _log(workspace, 1.0)
+    x, _ = load_iris(return_X_y=True, as_frame=True)
+    with ThreadPoolExecutor(8) as pool:
+        loaded = list(pool.map(lambda _: workspace.models.load("iris@1"), range(8)))
+    first = loaded[0].predict(x)
+    assert all((m.predict(x) == first).all() for m in loaded)
+    cache = workspace.models.cache_dir
+    assert not [p for p in cache.iterdir() if p.name.endswith(".mc-tmp")]

@@ -14,6 +14,7 @@ import datetime as dt
 import os
 import shutil
 import tomllib
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -410,8 +411,8 @@ class RegistryService:
         out = Path(dest).expanduser()
         if out.exists() and any(out.iterdir()):
             raise ConflictError(f"{out} exists and is not empty", hint="choose an empty folder")
-        tmp = out.with_name(f".{out.name}.mc-tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
+        # A unique name: two processes loading the same version must not share it.
+        tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:12]}.mc-tmp")
         try:
             for entry in self._manifest(v).files:
                 target = tmp / entry.path
@@ -433,5 +434,10 @@ class RegistryService:
         folder = self.cache_dir / v.manifest_oid
         if not folder.exists():
             folder.parent.mkdir(parents=True, exist_ok=True)
-            self.package(v.ref, folder)
+            try:
+                self.package(v.ref, folder)
+            except (ConflictError, OSError):
+                if not (folder / "model.toml").exists():
+                    raise
+                # another process cached the same package first: use its copy
         return load_package(folder, trusted=trusted)
