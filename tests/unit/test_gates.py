@@ -116,3 +116,13 @@ def test_slice_regression_takes_the_worst_shared_slice() -> None:
     assert check_slices(policy, new_ok, "m@1", old)[0].passed
     [bad] = check_slices(policy, new_bad, "m@1", old)
     assert not bad.passed and "region=south" in bad.observed
+
+
+def test_a_slice_the_candidate_cannot_be_scored_on_is_a_regression() -> None:
+    policy = GatePolicy.from_dict(
+        {"slices": {"by": ["region"], "max_regression": {"roc_auc": 0.5}}}
+    )
+    old = [{"slice": "region", "value": "north", "n": 10, "metrics": {"roc_auc": 0.9}}]
+    new = [{"slice": "region", "value": "north", "n": 10, "metrics": {"roc_auc": float("nan")}}]
+    [condition] = check_slices(policy, new, "m@1", old)
+    assert not condition.passed and "region=north" in condition.observed

@@ -219,3 +219,37 @@ def test_batcher_hands_a_failure_to_every_request_of_the_batch() -> None:
         assert [type(r) for r in results] == [ValueError] * 3
 
     asyncio.run(main())
+
+
+def test_one_bad_request_does_not_fail_the_others_in_its_batch() -> None:
+    gate = threading.Event()
+    calls: list[int] = []
+
+    def predict(data: ModelInput, want_proba: bool) -> Prediction:
+        calls.append(data.rows)
+        if len(calls) == 1:
+            assert gate.wait(10)
+        x = np.asarray(data.data)[:, 0]
+        if (x < 0).any():
+            raise ValueError(f"negative input {x.min()}")
+        return Prediction(x * 10, None)
+
+    async def main() -> list[object]:
+        pool = PredictThreads(1, "test")
+        try:
+            batcher = Batcher(
+                predict, pool, max_batch_size=16, max_latency_s=10.0, slots=1, concat=concat
+            )
+            first = batcher.submit(_input([1.0]), False)
+            queued = [batcher.submit(_input([v]), False) for v in (2.0, -1.0, 3.0)]
+            await asyncio.sleep(0)
+            gate.set()
+            await first
+            return list(await asyncio.gather(*queued, return_exceptions=True))
+        finally:
+            pool.close()
+
+    good, bad, other = asyncio.run(main())
+    assert isinstance(bad, ValueError) and "negative input -1.0" in str(bad)
+    assert good.values.tolist() == [20.0] and other.values.tolist() == [30.0]  # type: ignore[attr-defined]
+    assert calls == [1, 3, 1, 1, 1]  # the batch of three failed, then each alone

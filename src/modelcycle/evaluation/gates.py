@@ -282,9 +282,11 @@ def check_slices(
             if before is None:
                 continue
             new, prev = s["metrics"].get(metric), before["metrics"].get(metric)
-            if new is None or prev is None or not (_finite(new) and _finite(prev)):
-                continue
-            regression = sign * (prev - new)
+            if prev is None or not _finite(prev):
+                continue  # nothing to regress from
+            # A slice the champion could be scored on and the candidate cannot is the
+            # worst regression there is, not a pass.
+            regression = sign * (prev - new) if _finite(new) else math.inf
             if worst is None or regression > worst[0]:
                 worst = (regression, f"{s['slice']}={s['value']}")
         if worst is None:

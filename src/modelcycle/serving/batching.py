@@ -176,12 +176,27 @@ class Batcher:
             running.add_done_callback(functools.partial(self._done, requests))
         self._arm()
 
-    def _run(self, requests: list[_Request]) -> list[Prediction]:
+    def _run(self, requests: list[_Request]) -> list[Prediction | Exception]:
         data = self._concat([r.data for r in requests])
-        result = self._predict(data, any(r.want_proba for r in requests))
-        return result.split([r.data.rows for r in requests])
+        try:
+            result = self._predict(data, any(r.want_proba for r in requests))
+        except Exception:
+            if len(requests) == 1:
+                raise
+            # One request's rows broke the batch: answer each alone, so the others get
+            # their predictions and no one sees an error about someone else's data.
+            return [self._alone(r) for r in requests]
+        return list(result.split([r.data.rows for r in requests]))
 
-    def _done(self, requests: list[_Request], running: asyncio.Future[list[Prediction]]) -> None:
+    def _alone(self, request: _Request) -> Prediction | Exception:
+        try:
+            return self._predict(request.data, request.want_proba)
+        except Exception as e:  # noqa: BLE001 -- handed to that request's future, its error
+            return e
+
+    def _done(
+        self, requests: list[_Request], running: asyncio.Future[list[Prediction | Exception]]
+    ) -> None:
         for i, r in enumerate(requests):
             if r.future.done():
                 continue
@@ -189,8 +204,10 @@ class Batcher:
                 r.future.cancel()
             elif (error := running.exception()) is not None:
                 r.future.set_exception(error)
+            elif isinstance(outcome := running.result()[i], Exception):
+                r.future.set_exception(outcome)
             else:
-                r.future.set_result(running.result()[i])
+                r.future.set_result(outcome)
         self._launch(self._queue.finished(self._loop.time()))
 
     def _arm(self) -> None:
