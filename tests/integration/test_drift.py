@@ -196,3 +196,16 @@ def test_estimated_performance_and_multivariate_from_the_service(
     assert est.to_dict()["assumptions"]
     mv = drift.multivariate("scored", unlabelled, columns=["a", "b"], chunks=4)
     assert mv.status == "ok" and not mv.drifted and len(mv.reference_chunks) == 4
+
+
+def test_gc_keeps_the_sketch_of_a_live_version_only(
+    workspace: mc.Workspace, files: tuple[Path, Path]
+) -> None:
+    workspace.datasets.add("customers", files[0])
+    info = service(workspace).sketch("customers")
+    workspace.gc(grace_seconds=0)
+    assert workspace.blobs.exists(info.oid)
+    assert workspace.fsck().ok
+    workspace.datasets.delete("customers@1")
+    workspace.gc(grace_seconds=0)
+    assert not workspace.blobs.exists(info.oid)

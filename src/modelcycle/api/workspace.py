@@ -23,6 +23,7 @@ from modelcycle.data.service import DatasetService
 from modelcycle.deploy.service import DeploymentService
 from modelcycle.evaluation.service import Evaluation, EvaluationService
 from modelcycle.labeling.service import LabelService
+from modelcycle.monitoring.service import DriftService
 from modelcycle.pipelines import PipelineService
 from modelcycle.registry import RegistryService
 from modelcycle.store.deployments import DeploymentStore
@@ -32,12 +33,14 @@ from modelcycle.store.metadata import EventRecord, MetadataStore
 from modelcycle.store.pipelines import PipelineStore
 from modelcycle.store.registry import RegistryStore
 from modelcycle.store.runs import RunStore
+from modelcycle.store.sketches import SketchStore
 from modelcycle.tracking.run import ActiveRun
 from modelcycle.tracking.service import RunService
 from modelcycle.training.service import TrainingService
 
 if TYPE_CHECKING:
     from modelcycle.deploy.batch import BatchResult
+    from modelcycle.monitoring.drift import DriftResult
 
 
 def _actor() -> str:
@@ -83,6 +86,7 @@ class Workspace:
             DeploymentStore(self.store), self.models, self.blobs, notify=self.webhooks.notify
         )
         self.models.retire_guards.append(self.deployments.check_not_routed)
+        self.monitoring = DriftService(SketchStore(self.store), self.datasets, self.blobs)
 
     @classmethod
     def create(
@@ -147,6 +151,10 @@ class Workspace:
     def evaluate(self, model: str, data: str, **options: Any) -> Evaluation:
         """Evaluate a model version on a dataset version (see `EvaluationService.evaluate`)."""
         return self.evaluations.evaluate(model, data, **options)
+
+    def drift(self, reference: Any, current: Any, **options: Any) -> DriftResult:
+        """Compare ``current`` with ``reference`` column by column (see `DriftService.drift`)."""
+        return self.monitoring.drift(reference, current, **options)
 
     def predict(
         self,

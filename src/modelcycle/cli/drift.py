@@ -13,8 +13,7 @@ from modelcycle.cli.output import console, print_json, table
 from modelcycle.core.errors import UsageError, ValidationFailed
 
 if TYPE_CHECKING:
-    from modelcycle.api import Workspace
-    from modelcycle.monitoring.service import DriftService
+    pass
 
 T = TypeVar("T")
 
@@ -85,7 +84,7 @@ def drift(
     _, per_kind = _split(kinds or [], "--kind", str, allow_global=False)
     wanted = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
     with open_workspace() as ws:
-        service = _service(ws)
+        service = ws.monitoring
         result = service.drift(
             reference,
             current,
@@ -151,13 +150,6 @@ def _print(result: Any, written: Path | None) -> None:
         )
     if written:
         console.print(f"Report: {written}", highlight=False, markup=False)
-
-
-def _service(ws: Workspace) -> DriftService:
-    from modelcycle.monitoring.service import DriftService
-    from modelcycle.store.sketches import SketchStore
-
-    return DriftService(SketchStore(ws.store), ws.datasets, ws.blobs)
 
 
 def _float(text: str) -> float:
