@@ -23,13 +23,18 @@ from modelcycle.data.service import DatasetService
 from modelcycle.deploy.service import DeploymentService
 from modelcycle.evaluation.service import Evaluation, EvaluationService
 from modelcycle.labeling.service import LabelService
+from modelcycle.loop.service import MaintenanceService
+from modelcycle.monitoring.monitors import MonitorService
 from modelcycle.monitoring.service import DriftService
 from modelcycle.pipelines import PipelineService
 from modelcycle.registry import RegistryService
+from modelcycle.registry.retirement import last_prediction_at
 from modelcycle.store.deployments import DeploymentStore
 from modelcycle.store.evaluations import EvaluationStore
 from modelcycle.store.labels import LabelStore
+from modelcycle.store.maintenance import MaintenanceStore
 from modelcycle.store.metadata import EventRecord, MetadataStore
+from modelcycle.store.monitors import MonitorStore
 from modelcycle.store.pipelines import PipelineStore
 from modelcycle.store.registry import RegistryStore
 from modelcycle.store.runs import RunStore
@@ -86,7 +91,29 @@ class Workspace:
             DeploymentStore(self.store), self.models, self.blobs, notify=self.webhooks.notify
         )
         self.models.retire_guards.append(self.deployments.check_not_routed)
+        self.models.last_traffic = last_prediction_at(self.deployments.store)
         self.monitoring = DriftService(SketchStore(self.store), self.datasets, self.blobs)
+        self.monitors = MonitorService(
+            MonitorStore(self.store),
+            deployments=self.deployments,
+            drift=self.monitoring,
+            evaluations=self.evaluations,
+            datasets=self.datasets,
+            blobs=self.blobs,
+            root=self.root,
+            record_event=self.store.record_event,
+        )
+        self.maintenance = MaintenanceService(
+            MaintenanceStore(self.store),
+            root=self.root,
+            monitors=self.monitors,
+            deployments=self.deployments,
+            registry=self.models,
+            evaluations=self.evaluations,
+            training=self.training,
+            datasets=self.datasets,
+            notify=self.webhooks.notify,
+        )
 
     @classmethod
     def create(
@@ -129,9 +156,11 @@ class Workspace:
         return cls(WorkspaceConfig.load(root))
 
     def close(self) -> None:
-        """Deliver pending webhooks (for at most 10 s), then close the stores."""
-        try:
-            self.webhooks.close(timeout=10.0)  # before the store: failures become events
+        """Deliver pending webhooks and alerts (for at most 10 s each), then close the
+        stores."""
+        try:  # before the store: failed deliveries become events
+            self.monitors.close(timeout=10.0)
+            self.webhooks.close(timeout=10.0)
         finally:
             self.store.close()
 

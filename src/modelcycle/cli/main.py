@@ -15,11 +15,14 @@ from modelcycle.cli import deploy as deploy_cli
 from modelcycle.cli import drift as drift_cli
 from modelcycle.cli import evaluate as evaluate_cli
 from modelcycle.cli import label as label_cli
+from modelcycle.cli import maintenance as maintenance_cli
 from modelcycle.cli import model as model_cli
+from modelcycle.cli import monitor as monitor_cli
 from modelcycle.cli import pipeline as pipeline_cli
 from modelcycle.cli import predict as predict_cli
 from modelcycle.cli import run as run_cli
 from modelcycle.cli import serve as serve_cli
+from modelcycle.cli import server as server_cli
 from modelcycle.cli import train as train_cli
 from modelcycle.cli.context import open_workspace
 from modelcycle.cli.output import (
@@ -49,10 +52,14 @@ app.command("train")(train_cli.train)
 app.command("evaluate")(evaluate_cli.evaluate)
 app.command("predict")(predict_cli.predict)
 app.command("serve")(serve_cli.serve)
+app.command("server")(server_cli.server)
 app.command("drift")(drift_cli.drift)
 app.add_typer(pipeline_cli.app, name="pipeline")
 app.add_typer(model_cli.app, name="model")
 app.add_typer(deploy_cli.app, name="deploy")
+app.add_typer(monitor_cli.app, name="monitor")
+app.add_typer(monitor_cli.alerts_app, name="alert")
+app.add_typer(maintenance_cli.app, name="maintenance")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 

@@ -11,6 +11,7 @@ import typer
 from modelcycle.cli.context import open_workspace
 from modelcycle.cli.model_interop import export_cmd, import_mlflow_cmd
 from modelcycle.cli.output import console, human_bytes, print_json, table
+from modelcycle.cli.output import when as local_time
 from modelcycle.core.errors import GateRefused, UsageError
 
 app = typer.Typer(
@@ -313,6 +314,70 @@ def retire(ref: RefArg, reason: ReasonOpt = None) -> None:
     with open_workspace() as ws:
         v = ws.models.retire(ref, reason=reason)
     console.print(f"Retired {v.ref}; run `modelcycle gc` to free its package.")
+
+
+def _days(option: str, text: str) -> float:
+    from modelcycle.core.durations import parse_duration
+
+    days = parse_duration(text, option, require_unit=True) / 86400
+    if days <= 0:
+        raise UsageError(f"{option} {text!r} must be longer than zero", hint="e.g. 30d")
+    return days
+
+
+@app.command("retire-stale")
+def retire_stale(
+    older_than: Annotated[
+        str,
+        typer.Option(
+            "--older-than",
+            help="Retire versions archived at least this long ago and unused since "
+            "(30d, 12h, 90m, 2w).",
+        ),
+    ],
+    model: Annotated[
+        str | None, typer.Option("--model", help="Only this model's versions.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Report what would be retired; retire nothing.")
+    ] = False,
+    reason: ReasonOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Retire archived versions that no alias or deployment uses and that served no
+    prediction in that time; `modelcycle gc` then frees their packages."""
+    from modelcycle.registry.retirement import last_prediction_at
+
+    days = _days("--older-than", older_than)
+    with open_workspace() as ws:
+        if ws.models.last_traffic is None:
+            ws.models.last_traffic = last_prediction_at(ws.deployments.store)
+        report = ws.models.retire_stale(
+            older_than_days=days, model=model, dry_run=dry_run, reason=reason
+        )
+    if json_out:
+        print_json(report.to_dict())
+        return
+    scope = f" of {model!r}" if model else ""
+    if not report.retired and not report.skipped:
+        console.print(f"No archived versions{scope}.")
+        return
+    done = "would retire" if dry_run else "retired"
+    table(
+        ["version", "archived", "result", "reason"],
+        [
+            [i.ref, local_time(i.archived_at) if i.archived_at else "", result, i.reason]
+            for result, items in ((done, report.retired), ("kept", report.skipped))
+            for i in items
+        ],
+    )
+    n = len(report.retired)
+    if dry_run:
+        console.print(f"Would retire {n} version(s){scope}; nothing was changed.")
+    elif n:
+        console.print(f"Retired {n} version(s){scope}; run `modelcycle gc` to free their packages.")
+    else:
+        console.print(f"Retired no version{scope}.")
 
 
 @app.command()

@@ -190,6 +190,20 @@ class EvaluationService:
         except NotFoundError:
             return {}
 
+    def task_of(self, version: ModelVersionRow) -> str | None:
+        """ "classification" or "regression" as training recorded it, else None."""
+        return self._task(version)
+
+    def target_of(self, version: ModelVersionRow, columns: list[str]) -> str:
+        """The column of ``columns`` the version predicts (see `evaluate`)."""
+        return self._default_target(version, columns)
+
+    def inputs_of(
+        self, version: ModelVersionRow, frame: pd.DataFrame, target: str | None
+    ) -> list[str]:
+        """The version's input columns in ``frame``, checked against its signature."""
+        return self._inputs(version, frame, target or "", None)
+
     def _task(self, version: ModelVersionRow) -> str | None:
         task = self._run_tags(version).get("task")
         return task if task in ("classification", "regression") else None
@@ -211,7 +225,11 @@ class EvaluationService:
         )
 
     def _inputs(
-        self, version: ModelVersionRow, frame: pd.DataFrame, target: str, dataset: VersionRecord
+        self,
+        version: ModelVersionRow,
+        frame: pd.DataFrame,
+        target: str,
+        dataset: VersionRecord | None,
     ) -> list[str]:
         """The model's input columns, after checking the data has them with usable types."""
         from modelcycle.flavors.signature import Signature
@@ -224,7 +242,8 @@ class EvaluationService:
         if problems:
             extra = [c for c in frame.columns if c not in names and c != target]
             raise InputDataError(
-                f"{dataset.ref} does not match {version.ref}'s signature: " + "; ".join(problems),
+                f"{dataset.ref if dataset else 'the data'} does not match {version.ref}'s "
+                "signature: " + "; ".join(problems),
                 hint=f"the model takes {', '.join(s.describe() for s in sig.inputs)}"
                 + (f"; columns it does not take: {', '.join(extra)}" if extra else ""),
                 problems=problems,

@@ -24,6 +24,7 @@ from modelcycle.core.hashing import hash_bytes
 from modelcycle.data.manifest import FileEntry, FileManifest, load_manifest
 from modelcycle.data.refs import check_name, check_tag, parse_ref
 from modelcycle.data.yamlio import suggest
+from modelcycle.registry.retirement import LastTraffic, RetirementReport, retire_stale
 from modelcycle.store.registry import ModelVersionRow, RegistryStore, Transition
 
 if TYPE_CHECKING:
@@ -58,6 +59,9 @@ class RegistryService:
         self._notify = notify or (lambda kind, subject, payload: None)
         # Checks that may refuse a retirement (deployments routing to the version); each raises.
         self.retire_guards: list[Callable[[ModelVersionRow], None]] = []
+        # When a version last served a prediction (the workspace wires the prediction log);
+        # the retirement policy refuses to run without it.
+        self.last_traffic: LastTraffic | None = None
 
     def _stage_event(
         self, v: ModelVersionRow, to: str, reason: str | None, forced: bool = False
@@ -401,6 +405,30 @@ class RegistryService:
             {"model": v.model, "version": v.version, "from": v.stage, "reason": reason},
         )
         return v
+
+    def retire_stale(
+        self,
+        *,
+        older_than_days: float,
+        model: str | None = None,
+        dry_run: bool = False,
+        now: dt.datetime | None = None,
+        reason: str | None = None,
+    ) -> RetirementReport:
+        """Retire the archived versions (of ``model``, or of every model) that have been
+        archived for at least ``older_than_days`` days, that no alias or deployment points
+        at and that logged no prediction in that time; report the others with the reason
+        they stay. Retiring goes through `retire` (same events and webhooks); ``gc`` then
+        frees the packages. ``now`` defaults to the current time (UTC); with
+        ``dry_run``, nothing changes. See `modelcycle.registry.retirement`."""
+        return retire_stale(
+            self,
+            older_than_days=older_than_days,
+            model=model,
+            dry_run=dry_run,
+            now=now,
+            reason=reason,
+        )
 
     # -- packages ------------------------------------------------------------------------
     def package(self, ref: str, dest: str | os.PathLike[str]) -> Path:

@@ -93,6 +93,16 @@ class EventRecord:
     subject: str
     payload: dict[str, Any]
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "at": self.at.isoformat(),
+            "actor": self.actor,
+            "kind": self.kind,
+            "subject": self.subject,
+            "payload": self.payload,
+        }
+
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
     # SQLite hands back naive datetimes; every time modelcycle stores is UTC.
@@ -378,7 +388,8 @@ class MetadataStore:
         """(run id/path, blob oid) of every artifact of a run not deleted, except the
         package files of retired model versions (their blobs may be freed); every
         stored evaluation's result (kept with the metadata, even of retired versions);
-        every prediction log segment; and the drift sketches of live dataset versions."""
+        every prediction log segment; the drift sketches of live dataset versions; and the
+        detail of every monitor result."""
         a, r, v = t.run_artifacts.c, t.runs.c, t.model_versions.c
         stmt = (
             select(a.run_id, a.path, a.oid)
@@ -411,6 +422,11 @@ class MetadataStore:
                 .where(dv.deleted_at.is_(None))
             ):
                 out.append((f"dataset sketch {kid}", oid))
+            mr = t.monitor_results.c
+            for rid, oid in conn.execute(
+                select(mr.id, mr.detail_oid).where(mr.detail_oid.is_not(None))
+            ):
+                out.append((f"monitor result {rid}", oid))
         return out
 
     def live_model_manifests(self) -> list[tuple[str, str]]:

@@ -451,3 +451,109 @@ dataset_sketches = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("dataset_version_id", "kind", "options_key", name="uq_dataset_sketches_key"),
 )
+
+# -- monitors and alerts (migration 0009) ------------------------------------------------
+# A monitor watches one deployment's logged traffic against a reference dataset version
+# on a schedule; its spec (checks, rules, channels, options) is JSON.
+monitors = Table(
+    "monitors",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("deployment", String(200), nullable=False),
+    Column("reference", String(300), nullable=False),  # a dataset ref, resolved: "name@N"
+    Column("spec", JSON, nullable=False),
+    Column("schedule_seconds", Float, nullable=False),
+    Column("window_seconds", Float, nullable=False),
+    Column("next_run_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("deleted_at", DateTime(timezone=True)),
+    Index("ix_monitors_name", "name"),
+)
+
+# One run of a monitor: the figures rules are checked on (``values``: metric -> number or
+# null), the rules it breached, and its full detail (drift per column, ...) as a blob.
+monitor_results = Table(
+    "monitor_results",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("monitor_id", Integer, ForeignKey("monitors.id"), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=False),
+    Column("window_start", DateTime(timezone=True), nullable=False),
+    Column("window_end", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False),  # ok / breach / no_data / error
+    Column("rows", BigInteger, nullable=False),
+    Column("values", JSON, nullable=False),
+    Column("breaches", JSON, nullable=False),  # rule texts breached by this result
+    Column("detail_oid", String(128)),
+    Column("snapshot", JSON),  # the serving metrics scraped, for the next window's deltas
+    Column("error", Text),
+    Index("ix_monitor_results_monitor", "monitor_id", "id"),
+)
+
+# An alert: a rule a monitor's results breached (debounced), with its evidence. Open
+# while ``resolved_at`` is NULL; acknowledging keeps it open but silences nothing else.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("monitor_id", Integer, ForeignKey("monitors.id"), nullable=False),
+    Column("result_id", Integer, ForeignKey("monitor_results.id"), nullable=False),
+    Column("rule", String(300), nullable=False),
+    Column("metric", String(200), nullable=False),
+    Column("op", String(4), nullable=False),
+    Column("threshold", Float, nullable=False),
+    Column("value", Float),
+    Column("severity", String(16), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("fired_at", DateTime(timezone=True), nullable=False),
+    Column("last_result_id", Integer, nullable=False),
+    Column("acked_at", DateTime(timezone=True)),
+    Column("acked_by", String(200)),
+    Column("ack_note", Text),
+    Column("resolved_at", DateTime(timezone=True)),
+    Index("ix_alerts_monitor", "monitor_id", "rule", "id"),
+)
+
+# -- the closed loop (migration 0009) --------------------------------------------------
+# A deployment's maintenance policy: which alerts start a run, how to retrain, the gate,
+# the canary and its checks (JSON). One live policy per deployment.
+maintenance_policies = Table(
+    "maintenance_policies",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("deployment", String(200), nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("deleted_at", DateTime(timezone=True)),
+    Index("ix_maintenance_policies_deployment", "deployment"),
+)
+
+# One iteration of the loop: retrain -> evaluate -> gate -> canary -> promote or roll
+# back, each step with its decision and reason. ``state`` is running until it ends.
+maintenance_runs = Table(
+    "maintenance_runs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("deployment", String(200), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("trigger", JSON, nullable=False),
+    Column("policy", JSON, nullable=False),
+    Column("state", String(16), nullable=False),  # running/promoted/rolled_back/refused/failed
+    Column("phase", String(16), nullable=False),  # the step running or last run
+    Column("champion", String(300)),
+    Column("candidate", String(300)),
+    Column("steps", JSON, nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("reason", Text),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("started_by", String(200), nullable=False),
+    Index("ix_maintenance_runs_deployment", "deployment", "id"),
+)

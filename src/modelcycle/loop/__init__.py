@@ -1,0 +1,1 @@
+"""The closed loop: maintenance policies and runs (see `modelcycle.loop.service`)."""
