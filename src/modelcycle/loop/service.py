@@ -322,7 +322,10 @@ class MaintenanceService:
         )
         step = {"step": "gated", "at": now.isoformat(), **verdict.to_dict()}
         if not verdict.passed:
-            failed = "; ".join(c.get("text", str(c)) for c in step["failed"])
+            failed = "; ".join(
+                f"{c.metric or c.kind}: needs {c.requirement}, got {c.observed}"
+                for c in verdict.failed
+            )
             run = self.store.update(
                 run,
                 phase="gate",

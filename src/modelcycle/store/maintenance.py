@@ -293,7 +293,7 @@ class MaintenanceStore:
                     run.deployment,
                     {"run": run.id, **{k: v for k, v in step.items() if k != "step"}},
                 )
-            if state in FINAL_STATES:
+            if state in FINAL_STATES and (step is None or step["step"] != state):
                 self.store.add_event(
                     conn,
                     f"maintenance.{state}",
