@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from sklearn.linear_model import LogisticRegression
 
 import modelcycle as mc
 from modelcycle.core.errors import ConflictError, NotFoundError, UsageError

@@ -32,7 +32,10 @@ import dataclasses
 import datetime as dt
 import logging
 import math
+import os
+import socket
 import tempfile
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,6 +57,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("modelcycle.loop")
 
 Notify = Callable[[str, str, Mapping[str, Any]], None]
+# How long a process may take to move a run on (a retrain included) before another
+# process may take the run over; a lease is released as soon as its step is done.
+LEASE_SECONDS = 3600.0
 
 
 class MaintenanceService:
@@ -79,6 +85,8 @@ class MaintenanceService:
         self.training = training
         self.datasets = datasets
         self.notify = notify
+        # Who advances runs: one process (one service) at a time holds a run's lease.
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     # -- policies --------------------------------------------------------------------------
     def set_policy(
@@ -157,6 +165,8 @@ class MaintenanceService:
             champion=self._main_version(deployment),
             min_interval_seconds=policy.min_interval_seconds,
             now=when,
+            lease_owner=self.owner,
+            lease_seconds=LEASE_SECONDS,
         )
         return self.advance(run, now=when)
 
@@ -213,8 +223,17 @@ class MaintenanceService:
 
     # -- advancing a run -------------------------------------------------------------------
     def advance(self, run: MaintenanceRow, *, now: dt.datetime | None = None) -> MaintenanceRow:
-        """Take ``run`` as far as it can go now; it waits only in its canary."""
-        when = now or utcnow()
+        """Take ``run`` as far as it can go now; it waits only in its canary. A run that
+        another process is moving on is returned as it is."""
+        claimed = self.store.claim(run.id, self.owner, LEASE_SECONDS)
+        if claimed is None:
+            return self.store.require(run.id)
+        try:
+            return self._advance(claimed, now or utcnow())
+        finally:
+            self.store.release(run.id, self.owner)
+
+    def _advance(self, run: MaintenanceRow, when: dt.datetime) -> MaintenanceRow:
         steps = {"start": self._retrain, "retrain": self._gate, "gate": self._start_canary}
         while run.running:
             try:

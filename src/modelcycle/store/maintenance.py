@@ -49,6 +49,8 @@ class MaintenanceRow:
     updated_at: dt.datetime
     finished_at: dt.datetime | None
     started_by: str
+    lease_owner: str | None = None
+    lease_until: dt.datetime | None = None
 
     @property
     def running(self) -> bool:
@@ -153,7 +155,7 @@ class MaintenanceStore:
     @staticmethod
     def _run(row: Any) -> MaintenanceRow:
         data = dict(row)
-        for key in ("started_at", "updated_at", "finished_at"):
+        for key in ("started_at", "updated_at", "finished_at", "lease_until"):
             data[key] = _aware(data[key])
         return MaintenanceRow(**data)
 
@@ -199,8 +201,10 @@ class MaintenanceStore:
         champion: str | None,
         min_interval_seconds: float,
         now: dt.datetime,
+        lease_owner: str,
+        lease_seconds: float,
     ) -> MaintenanceRow:
-        """A new running run, unless one is running for the model or one started less
+        """A new running run, leased to ``lease_owner``, unless one is running for the model or one started less
         than ``min_interval_seconds`` ago (ConflictError saying which)."""
         r = t.maintenance_runs.c
         with self.store.writing() as conn:
@@ -244,6 +248,8 @@ class MaintenanceStore:
                     started_at=now,
                     updated_at=now,
                     started_by=self.store.actor,
+                    lease_owner=lease_owner,
+                    lease_until=utcnow() + dt.timedelta(seconds=lease_seconds),
                 )
             ).inserted_primary_key[0]  # type: ignore[index]
             self.store.add_event(
@@ -254,6 +260,35 @@ class MaintenanceStore:
             )
             row = conn.execute(select(t.maintenance_runs).where(r.id == rid)).mappings().one()
         return self._run(row)
+
+    def claim(self, run_id: int, owner: str, seconds: float) -> MaintenanceRow | None:
+        """Lease a running run to ``owner`` for ``seconds`` unless another owner holds an
+        unexpired lease; the run as claimed, or None."""
+        r = t.maintenance_runs.c
+        now = utcnow()
+        with self.store.writing() as conn:
+            done = conn.execute(
+                update(t.maintenance_runs)
+                .where(
+                    r.id == run_id,
+                    r.state == "running",
+                    (r.lease_owner.is_(None))
+                    | (r.lease_owner == owner)
+                    | (r.lease_until.is_(None))
+                    | (r.lease_until < now),
+                )
+                .values(lease_owner=owner, lease_until=now + dt.timedelta(seconds=seconds))
+            )
+        return self.get(run_id) if done.rowcount == 1 else None
+
+    def release(self, run_id: int, owner: str) -> None:
+        r = t.maintenance_runs.c
+        with self.store.writing() as conn:
+            conn.execute(
+                update(t.maintenance_runs)
+                .where(r.id == run_id, r.lease_owner == owner)
+                .values(lease_owner=None, lease_until=None)
+            )
 
     def update(
         self,

@@ -555,5 +555,8 @@ maintenance_runs = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True)),
     Column("started_by", String(200), nullable=False),
+    # The process advancing the run, until when: one process at a time moves a run on.
+    Column("lease_owner", String(200)),
+    Column("lease_until", DateTime(timezone=True)),
     Index("ix_maintenance_runs_deployment", "deployment", "id"),
 )

@@ -110,6 +110,8 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("finished_at", sa.DateTime(timezone=True)),
         sa.Column("started_by", sa.String(200), nullable=False),
+        sa.Column("lease_owner", sa.String(200)),
+        sa.Column("lease_until", sa.DateTime(timezone=True)),
     )
     op.create_index("ix_maintenance_runs_deployment", "maintenance_runs", ["deployment", "id"])
 
