@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import polars as pl
 from integration_support import run_cli
 
 import modelcycle as mc
@@ -22,6 +23,9 @@ def test_quickstart_walks_the_data_lifecycle(tmp_path: Path) -> None:
         "gate.yaml passed",
         "Lineage of cancer@",
         "Serve the champion",
+        "Close the loop",
+        "ALERT",
+        "Lineage of the final champion",
         "fsck",
     ):
         assert heading in out, heading
@@ -48,22 +52,38 @@ def test_quickstart_walks_the_data_lifecycle(tmp_path: Path) -> None:
         # Both models registered and evaluated on the test split; one is in production,
         # and its printed lineage reaches the raw CSV.
         versions = ws.models.versions("cancer")
-        assert [v.version for v in versions] == [1, 2]
-        for v in versions:
+        assert [v.version for v in versions] == [1, 2, 3]
+        for v in versions[:2]:
             [ev] = ws.evaluations.list(v.ref)
             assert ev.dataset_ref == "cancer-test@1" and ev.metrics["roc_auc"] > 0.9
             assert (root / "reports" / f"cancer-{v.version}.html").stat().st_size > 10_000
-        [prod] = [v for v in versions if v.stage == "production"]
-        assert ws.models.resolve("cancer@champion").version == prod.version
-        assert f"model {prod.ref}" in out and "train: cancer-train@1" in out
+        first = next(v for v in versions[:2] if v.stage in ("production", "archived"))
+        assert f"model {first.ref}" in out and "train: cancer-train@1" in out
         assert "cancer@1" in out.split("Lineage of")[1] and "added from" in out
         # The champion was served over HTTP: every answer matched the model in-process,
         # the metrics counted the requests, and the predictions were logged.
         served = out.split("Serve the champion")[1]
         assert "84/84 match the model in-process" in served.replace(",", "")
         assert 'modelcycle_requests_total{endpoint="invocations",model="cancer"' in served
-        logged = ws.deployments.predictions("cancer")
-        assert logged.height >= 84 and set(logged["version"].to_list()) == {prod.version}
+        logged = ws.deployments.predictions("cancer").filter(pl.col("deployment").is_null())
+        assert logged.height >= 84 and set(logged["version"].to_list()) == {first.version}
+        # The loop: drifted traffic alerted, the retrained cancer@3 passed its gate and
+        # canary and is the champion now; its training data holds the feedback.
+        [alert] = ws.monitors.alerts(monitor="cancer-drift")
+        assert alert.rule == "drift_share > 0.3"
+        [run] = ws.maintenance.list()
+        assert run.state == "promoted" and run.candidate == "cancer@3", run.reason
+        assert run.trigger["alert"] == alert.id
+        assert ws.models.resolve("cancer@champion").version == 3
+        assert ws.models.resolve("cancer@3").stage == "production"
+        retrained = run.steps[0]
+        assert retrained["feedback_rows"] > 0 and retrained["data"] == "cancer-train@2"
+        grown = ws.datasets.resolve("cancer-train@2")
+        base = ws.datasets.resolve("cancer-train@1")
+        assert grown.num_rows == base.num_rows + retrained["feedback_rows"]
+        final = out.split("Lineage of the final champion")[1]
+        assert "model cancer@3" in final and "feedback-labelled traffic" in final
+        assert "none failed" in out.split("Close the loop")[1]
         assert ws.fsck().ok
     finally:
         ws.close()

@@ -10,8 +10,9 @@ back to the raw file, and diffs and checks the stores, printing what each step d
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +140,14 @@ def _walk(ws: Workspace, root: Path, say: Callable[..., Any]) -> Path:
     step(11, "Serve the champion on 127.0.0.1, send traffic, read its metrics")
     _serve(ws, root, parts[2].ref, say)
 
-    step(12, "Diff raw -> cleaned")
+    step(12, "Close the loop: drifted traffic -> alert -> retrain -> gate -> canary -> promote")
+    final = _loop(ws, root, parts[0].ref, parts[2].ref, say)
+
+    step(13, f"Lineage of the final champion, {final}")
+    for line in model_lineage_lines(ws.models.lineage(final)):
+        say("   " + line.replace("[", "\\["))
+
+    step(14, "Diff raw -> cleaned")
     d = ws.datasets.diff(v1.ref, cleaned.ref, key="id")
     r = d["rows"]
     say(
@@ -155,13 +163,17 @@ def _walk(ws: Workspace, root: Path, say: Callable[..., Any]) -> Path:
             )
         )
 
-    step(13, "Check the stores")
+    step(15, "Check the stores")
     fsck = ws.fsck()
     say(
         f"   fsck: {fsck.versions} versions, {fsck.blobs_checked} blobs verified, "
         f"{'no problems' if fsck.ok else f'{len(fsck.problems)} problems'}"
     )
-    say(f"\nDone. Explore it: cd {root} && modelcycle dataset list")
+    say(
+        f"\nDone. Explore it: cd {root} && modelcycle maintenance show 1, modelcycle monitor "
+        "show cancer-drift, modelcycle model history cancer, modelcycle server (API and "
+        "/metrics on 127.0.0.1:8080)"
+    )
     return root
 
 
@@ -334,55 +346,74 @@ def _label(ws: Workspace, ref: str, say: Callable[..., Any]) -> None:
     )
 
 
-def _serve(ws: Workspace, root: Path, test: str, say: Callable[..., Any]) -> None:
-    """Start `modelcycle serve cancer@champion` as its own process on a free local port,
-    send one-row requests over MLflow's and the v2 protocol, read /metrics, stop it."""
-    import json
+@contextlib.contextmanager
+def _server(root: Path, args: list[str], name: str) -> Iterator[str]:
+    """A `modelcycle serve ARGS` process on a free local port; yields its base URL and
+    stops it (SIGTERM, by its PID) on exit."""
     import os
     import signal
     import socket
     import subprocess
     import sys
     import time
-    import urllib.request
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
-    log = (root / "serve.log").open("wb")
+    log = (root / f"{name}.log").open("wb")
     proc = subprocess.Popen(
         [
-            *(sys.executable, "-m", "modelcycle.serving", "cancer@champion"),
+            *(sys.executable, "-m", "modelcycle.serving", *args),
             *("--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
         ],
         env={**os.environ, "MODELCYCLE_WORKSPACE": str(root)},
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-
-    def call(path: str, body: Any = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(
-            base + path, data=data, headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(req, timeout=10) as r:
-            raw = r.read()
-            return raw.decode() if path == "/metrics" else json.loads(raw)
-
     try:
         deadline = time.monotonic() + 90
         while True:
             try:
-                call("/v2/health/ready")
+                _call(base, "/v2/health/ready")
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(
-                        f"the model server did not start; see {root / 'serve.log'}"
+                        f"the model server did not start; see {root / (name + '.log')}"
                     ) from None
                 time.sleep(0.2)
-        say(f"   modelcycle serve cancer@champion --port {port}: ready (pid {proc.pid})")
+        yield base
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()
+
+
+def _call(base: str, path: str, body: Any = None) -> Any:
+    import json
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(
+        base + path, data=data, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        raw = r.read()
+        return raw.decode() if path == "/metrics" else json.loads(raw)
+
+
+def _serve(ws: Workspace, root: Path, test: str, say: Callable[..., Any]) -> None:
+    """Start `modelcycle serve cancer@champion` as its own process on a free local port,
+    send one-row requests over MLflow's and the v2 protocol, read /metrics, stop it."""
+    import time
+
+    with _server(root, ["cancer@champion"], "serve") as base:
+        say(f"   modelcycle serve cancer@champion --port {base.rsplit(':', 1)[1]}: ready")
         frame = ws.datasets.to_pandas(test)
         model = ws.models.load("cancer@champion")
         features = [s.name for s in model.signature.inputs] if model.signature else []
@@ -390,11 +421,12 @@ def _serve(ws: Workspace, root: Path, test: str, say: Callable[..., Any]) -> Non
         expected = [int(v) for v in model.predict(frame[features])]
         started = time.perf_counter()
         got = [
-            int(call("/invocations", {"dataframe_records": [row]})["predictions"][0])
+            int(_call(base, "/invocations", {"dataframe_records": [row]})["predictions"][0])
             for row in rows
         ]
         seconds = time.perf_counter() - started
-        v2 = call(
+        v2 = _call(
+            base,
             "/v2/models/cancer/infer",
             {
                 "inputs": [
@@ -416,7 +448,7 @@ def _serve(ws: Workspace, root: Path, test: str, say: Callable[..., Any]) -> Non
             f"{v2['outputs'][0]['data'][0]} (version {v2.get('model_version')})"
         )
         shown = 0
-        for line in call("/metrics").splitlines():
+        for line in _call(base, "/metrics").splitlines():
             if (
                 line.startswith(
                     ("modelcycle_requests_total{", "modelcycle_request_duration_seconds_count{")
@@ -425,12 +457,163 @@ def _serve(ws: Workspace, root: Path, test: str, say: Callable[..., Any]) -> Non
             ):
                 say(f"   {line}")
                 shown += 1
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        log.close()
     say("   stopped; prediction logs: `modelcycle deploy predictions cancer`")
+
+
+LOOP_GATE = """\
+# The gate a retrained candidate must pass on the pinned test split.
+thresholds:
+  roc_auc: {min: 0.9}
+"""
+
+# Columns the injected drift scales (a third of the features): bigger, rougher tumours.
+DRIFTED = (
+    "mean_radius",
+    "mean_perimeter",
+    "mean_area",
+    "worst_radius",
+    "worst_perimeter",
+    "worst_area",
+    "mean_texture",
+    "worst_texture",
+    "radius_error",
+    "area_error",
+    "perimeter_error",
+    "mean_concavity",
+)
+
+
+def _loop(ws: Workspace, root: Path, train: str, test: str, say: Callable[..., Any]) -> str:
+    """Serve a deployment, send drifted traffic with its ground truth, let the monitor
+    alert and the maintenance policy retrain, gate, canary and promote; returns the
+    final champion."""
+    import threading
+    import time
+
+    (root / "loop-gate.yaml").write_text(LOOP_GATE)
+    ws.deployments.create("cancer-live", "cancer@champion", reason="quickstart")
+    champion = ws.models.resolve("cancer@champion").ref
+    frame = ws.datasets.to_pandas(train)
+    features = [c for c in frame.columns if c not in ("id", "target")]
+    drifted = frame.sample(n=400, replace=True, random_state=1).reset_index(drop=True)
+    for column in DRIFTED:
+        drifted[column] = drifted[column] * 1.3
+    args = ["--deployment", "cancer-live", "--poll-interval-s", "0.2"]
+    with _server(root, args, "serve-loop") as base:
+        say(f"   modelcycle serve --deployment cancer-live: {champion} on {base}")
+        ws.monitors.create(
+            "cancer-drift",
+            deployment="cancer-live",
+            reference=train,
+            checks=["drift", "operations"],
+            rules=["drift_share > 0.3", "p99_latency_seconds > 0.5"],
+            window="1h",
+            metrics_url=base + "/metrics",
+            channels=["file=alerts.jsonl"],
+        )
+        ws.maintenance.set_policy(
+            "cancer-live",
+            {
+                "trigger": {"monitors": ["cancer-drift"], "rules": ["drift_share > 0.3"]},
+                "retrain": {"train": "train.yaml", "feedback": True, "feedback_window": "1h"},
+                "evaluate": {"data": test, "gate": "loop-gate.yaml"},
+                "canary": {
+                    "weight": 30,
+                    "min_requests": 40,
+                    "interval": "1s",
+                    "max_duration": "2m",
+                    "p99_factor": 3.0,
+                    "metrics_url": base + "/metrics",
+                },
+                "min_interval": "1m",
+            },
+        )
+        say(
+            "   monitor cancer-drift: drift_share > 0.3 against "
+            f"{train}; policy: retrain train.yaml + feedback, gate loop-gate.yaml, "
+            "canary 30% until 40 requests"
+        )
+        stop = threading.Event()
+        sent = [0]  # requests answered
+        versions: dict[int, int] = {}
+
+        def traffic() -> None:
+            labels = []
+            while not stop.is_set():
+                i = sent[0]
+                row = drifted.iloc[i % len(drifted)]
+                out = _call(
+                    base,
+                    "/v1/models/cancer-live/predict",
+                    {"records": [{c: float(row[c]) for c in features}], "probabilities": True},
+                )
+                versions[out["version"]] = versions.get(out["version"], 0) + 1
+                labels.append({"request_id": out["request_id"], "label": int(row["target"])})
+                if len(labels) == 20:
+                    _call(base, "/v1/feedback", labels)
+                    labels = []
+                sent[0] = i + 1
+                time.sleep(0.005)
+
+        thread = threading.Thread(target=traffic, daemon=True)
+        thread.start()
+        try:
+            say(
+                f"   traffic: one-row requests with {len(DRIFTED)} columns scaled x1.3, and "
+                "their labels sent back to /v1/feedback"
+            )
+            deadline = time.monotonic() + 60
+            while True:  # the prediction log is written every few seconds
+                time.sleep(1.0)
+                run = ws.monitors.run("cancer-drift")
+                if run.result.rows >= 100 or time.monotonic() > deadline:
+                    break
+            v = run.result.values
+            say(
+                f"   monitor run: {run.result.rows} rows, drift_share {v.get('drift_share', 0):.2f} "
+                f"({int(v.get('drifted_columns', 0))} of {len(features)} columns), p99 "
+                f"{(v.get('p99_latency_seconds') or 0) * 1000:.1f} ms"
+            )
+            for alert in run.fired:
+                say(f"   ALERT {alert.id}: {alert.message} -> alerts.jsonl, event log")
+            loop = ws.maintenance.tick()
+            if not loop:
+                raise RuntimeError("the drift alert started no maintenance run")
+            current = loop[0]
+            deadline = time.monotonic() + 120
+            while current.running and time.monotonic() < deadline:
+                time.sleep(1.0)
+                current = ws.maintenance.advance(current)
+        finally:
+            stop.set()
+            thread.join(timeout=30)
+        for step in current.steps:
+            say(f"   maintenance {current.id}: {_step_text(step)}")
+        say(f"   -> {current.state}: {current.reason}")
+        say(
+            f"   {sent[0]} requests answered by "
+            + ", ".join(f"cancer@{k}: {n}" for k, n in sorted(versions.items()))
+            + "; none failed"
+        )
+    return ws.models.resolve("cancer@champion").ref
+
+
+def _step_text(step: dict[str, Any]) -> str:
+    kind = step["step"]
+    if kind == "retrained":
+        return (
+            f"retrained -> {step['candidate']} on {step['data']} "
+            f"(+{step['feedback_rows']} feedback-labelled rows)"
+        )
+    if kind == "gated":
+        return "gate passed" if step.get("passed") else "gate REFUSED"
+    if kind == "canary_started":
+        return f"canary {step['candidate']} at {step['weight']:g}% beside {step['champion']}"
+    if kind == "canary_check":
+        verdict = "passed" if step.get("passed") else "FAILED"
+        return (
+            f"canary check {step['n']} {verdict} ({step['candidate_requests']} candidate requests)"
+        )
+    if kind == "promoted":
+        return f"promoted {step['candidate']} to {step['alias']}"
+    return f"{kind}: {step.get('reason', '')}"

@@ -220,8 +220,12 @@ class DatasetService:
         message: str | None = None,
         format: str | None = None,
         progress: Progress | None = None,
+        source: str | None = None,
     ) -> AddResult:
         """Add the file or folder at ``path`` as the next version of dataset ``name``.
+
+        ``source`` says where the data came from when ``path`` is a scratch file (it
+        replaces the path in the version's lineage).
 
         Tables (CSV, TSV, Parquet, JSON Lines, JSON, Excel) are stored as Parquet with a
         profile; folders and other files become file datasets. Content equal to the
@@ -242,7 +246,7 @@ class DatasetService:
         progress = progress or NullProgress()
         if fmt == "files":
             return self._add_files(name, src, message, progress)
-        return self._add_table(name, src, fmt, message, progress)
+        return self._add_table(name, src, fmt, message, progress, source)
 
     def _add_files(
         self, name: str, src: Path, message: str | None, progress: Progress
@@ -297,7 +301,13 @@ class DatasetService:
         )
 
     def _add_table(
-        self, name: str, src: Path, fmt: str, message: str | None, progress: Progress
+        self,
+        name: str,
+        src: Path,
+        fmt: str,
+        message: str | None,
+        progress: Progress,
+        source: str | None = None,
     ) -> AddResult:
         from modelcycle.data.tables import write_parquet
 
@@ -336,7 +346,7 @@ class DatasetService:
                 message=message,
                 step={
                     "op": "add",
-                    "source": str(src.resolve()),
+                    "source": source or str(src.resolve()),
                     "format": fmt,
                     "library": f"modelcycle {__version__}",
                 },

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from modelcycle.registry import RegistryService
     from modelcycle.store.monitors import AlertRow
     from modelcycle.training.service import TrainingService
+    from modelcycle.training.spec import TrainSpec
 
 log = logging.getLogger("modelcycle.loop")
 
@@ -259,7 +260,7 @@ class MaintenanceService:
         spec = TrainSpec.from_dict(policy.train, "retrain.train")
         base_ref, added = spec.train, 0
         if policy.feedback:
-            fresh, added = self._with_feedback(run, spec.train, spec.target, policy, now)
+            fresh, added = self._with_feedback(run, spec, policy, now)
             if fresh is not None:
                 spec = dataclasses.replace(spec, train=fresh)
         result = self.training.train(spec)
@@ -281,16 +282,12 @@ class MaintenanceService:
         )
 
     def _with_feedback(
-        self,
-        run: MaintenanceRow,
-        train_ref: str,
-        target: str,
-        policy: Policy,
-        now: dt.datetime,
+        self, run: MaintenanceRow, spec: TrainSpec, policy: Policy, now: dt.datetime
     ) -> tuple[str | None, int]:
         """Append the window's feedback-labelled traffic to the training data as a new
         version of its dataset; (the new ref, rows added), or (None, 0) when there is
-        none."""
+        none. Columns the spec does not train on (``exclude``, an ``id``) may be missing
+        from the logged inputs: they are left empty in the new rows."""
         import pandas as pd
         import polars as pl
 
@@ -303,10 +300,12 @@ class MaintenanceService:
         joined = joined.filter(pl.col("label").is_not_null())
         if joined.height == 0:
             return None, 0
-        base = self.datasets.resolve(train_ref)
+        base = self.datasets.resolve(spec.train)
         frame = self.datasets.to_pandas(base)
+        target = spec.target
         inputs = {c[len(INPUT_PREFIX) :]: c for c in joined.columns if c.startswith(INPUT_PREFIX)}
-        missing = [c for c in frame.columns if c != target and c not in inputs]
+        used = list(spec.features or [c for c in frame.columns if c not in spec.exclude])
+        missing = [c for c in used if c != target and c not in inputs]
         if missing:
             raise UsageError(
                 f"the logged traffic of {run.deployment} lacks column(s) {', '.join(missing)} "
@@ -314,10 +313,19 @@ class MaintenanceService:
                 hint="log whole records, or set retrain.feedback: false in the policy",
             )
         new = joined.select(
-            [pl.col(inputs[c]).alias(c) for c in frame.columns if c != target]
+            [pl.col(inputs[c]).alias(c) for c in frame.columns if c in inputs and c != target]
             + [pl.col("label").alias(target)]
         ).to_pandas()
-        combined = pd.concat([frame, new.astype(frame.dtypes.to_dict())], ignore_index=True)
+        present = list(new.columns)
+        new = new.astype({c: frame[c].dtype for c in present})
+        for column in frame.columns:
+            if column in present:
+                continue
+            if pd.api.types.is_integer_dtype(frame[column].dtype):  # nullable, stays integer
+                frame[column] = frame[column].astype("Int64")
+            new[column] = pd.Series([None] * len(new), dtype=frame[column].dtype)
+        new = new[list(frame.columns)]
+        combined = pd.concat([frame, new], ignore_index=True)
         with tempfile.TemporaryDirectory(prefix="modelcycle-loop-") as tmp:
             path = Path(tmp) / f"{base.dataset}.parquet"
             combined.to_parquet(path, index=False)
@@ -326,6 +334,9 @@ class MaintenanceService:
                 path,
                 message=f"maintenance run {run.id}: {base.ref} + {len(new)} feedback-labelled "
                 f"rows of {run.deployment}",
+                source=f"{base.ref} + feedback-labelled traffic of deployment "
+                f"{run.deployment} ({since.isoformat(timespec='seconds')} to "
+                f"{now.isoformat(timespec='seconds')}), maintenance run {run.id}",
             )
         return added.version.ref, len(new)
 
