@@ -15,7 +15,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 import modelcycle as mc
-from modelcycle.core.errors import ConflictError, NotFoundError, UsageError
+from modelcycle.core.errors import ConflictError, InputDataError, NotFoundError, UsageError
 from modelcycle.monitoring.rules import parse_duration, parse_rule
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
@@ -281,3 +281,17 @@ def test_rules_and_durations_parse() -> None:
         parse_rule({"rule": "rows < 1", "severity": "loud"})
     with pytest.raises(UsageError, match="unknown key 'cooldwn'"):
         parse_rule({"rule": "rows < 1", "cooldwn": "1h"})
+
+
+def test_drift_against_a_deployments_logged_traffic(setup: Any) -> None:
+    ws, model = setup
+    two_minutes_ago = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=2)
+    log_traffic(ws, model, make_frame(600, seed=9, shift=1.5), two_minutes_ago, prefix="live")
+    result = ws.drift("churn-ref@1", "deployment:churn-live")
+    assert [c.column for c in result.checked] == FEATURES
+    assert result.current_rows == 600 and result.drifted_columns == ["a", "b"]
+    assert result.drift_share == pytest.approx(0.5)
+    with pytest.raises(UsageError, match="names no deployment"):
+        ws.drift("churn-ref@1", "deployment:")
+    with pytest.raises(InputDataError, match="logged no prediction in the last 1s"):
+        ws.drift("churn-ref@1", "deployment:churn-live:1s")

@@ -23,7 +23,11 @@ def drift(
         str, typer.Argument(help="The reference: a dataset ref (NAME@REF) or a Parquet/CSV file.")
     ],
     current: Annotated[
-        str, typer.Argument(help="The current data: a dataset ref or a Parquet/CSV file.")
+        str,
+        typer.Argument(
+            help="The current data: a dataset ref, a Parquet/CSV file, or deployment:NAME[:1h] "
+            "(a deployment's logged inputs over the last hour or the window given)."
+        ),
     ],
     columns: Annotated[
         str | None,

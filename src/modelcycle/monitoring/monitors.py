@@ -505,6 +505,14 @@ class MonitorService:
             frame = frame.filter(pl.col("route") == "primary")
         return frame
 
+    def traffic(self, deployment: str, seconds: float) -> pl.DataFrame:
+        """The inputs ``deployment`` logged over the last ``seconds``, one column per
+        feature (what drift compares)."""
+        until = utcnow()
+        return self._features(
+            self._traffic(deployment, until - dt.timedelta(seconds=seconds), until)
+        )
+
     def _features(self, frame: pl.DataFrame) -> pl.DataFrame:
         from modelcycle.deploy.segments import INPUT_PREFIX
 

@@ -1,5 +1,8 @@
 """Drift between a reference and current data, behind ``Workspace.drift``.
 
+A side may also be ``deployment:NAME[:WINDOW]``: the inputs a deployment logged over the
+last WINDOW (1h by default).
+
 `DriftService` receives the sketch records, the dataset service and the blob store; it
 opens nothing itself. Each side of a comparison is a dataset ref (``NAME@REF``), a file
 (Parquet, CSV, TSV, JSON Lines) or a pandas/polars DataFrame. A string that names an
@@ -19,7 +22,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelcycle.core.errors import (
     BlobCorruptedError,
+    InputDataError,
     NotFoundError,
     StorageError,
     UsageError,
@@ -44,6 +48,11 @@ if TYPE_CHECKING:
     from modelcycle.store.sketches import SketchRow, SketchStore
 
 SKETCH_KIND = "drift"
+TRAFFIC_PREFIX = "deployment:"
+TRAFFIC_HINT = (
+    "write deployment:NAME for a deployment's logged inputs over the last hour, or "
+    "deployment:NAME:24h for another window"
+)
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,9 @@ class DriftService:
         self.store = store
         self.datasets = datasets
         self.blobs = blobs
+        # Reads a deployment's logged inputs over the last N seconds (the workspace wires
+        # it to the prediction log): what ``deployment:NAME[:WINDOW]`` sides compare.
+        self.traffic: Callable[[str, float], Any] | None = None
 
     # -- comparing ----------------------------------------------------------------------------
     def drift(
@@ -284,6 +296,8 @@ class DriftService:
             return spec
         if isinstance(spec, VersionRecord):
             return self._dataset_source(spec)
+        if isinstance(spec, str) and spec.startswith(TRAFFIC_PREFIX):
+            return FrameSource(self._traffic(spec))
         if isinstance(spec, str | os.PathLike):
             path = Path(spec).expanduser()
             text = os.fspath(spec)
@@ -297,6 +311,24 @@ class DriftService:
                 raise NotFoundError(f"{path} does not exist", hint="check the path")
             return self._dataset_source(self._table_version(text))
         return FrameSource(spec)
+
+    def _traffic(self, spec: str) -> Any:
+        """The logged inputs of ``deployment:NAME[:WINDOW]`` (WINDOW: 1h by default)."""
+        from modelcycle.core.durations import parse_duration
+
+        name, _, window = spec[len(TRAFFIC_PREFIX) :].partition(":")
+        if not name:
+            raise UsageError(f"{spec!r} names no deployment", hint=TRAFFIC_HINT)
+        seconds = parse_duration(window or "1h", f"the window of {spec!r}")
+        if self.traffic is None:
+            raise UsageError("this workspace cannot read prediction logs", hint=TRAFFIC_HINT)
+        frame = self.traffic(name, seconds)
+        if frame.height == 0:
+            raise InputDataError(
+                f"deployment {name} logged no prediction in the last {window or '1h'}",
+                hint="send it traffic, or widen the window: deployment:NAME:24h",
+            )
+        return frame
 
     def _table_version(self, ref: str) -> VersionRecord:
         try:
