@@ -103,7 +103,7 @@ class Workspace:
             root=self.root,
             record_event=self.store.record_event,
         )
-        self.monitoring.traffic = self.monitors.traffic
+        self.monitoring.traffic = self.monitors.checks.traffic
         self.maintenance = MaintenanceService(
             MaintenanceStore(self.store),
             root=self.root,
