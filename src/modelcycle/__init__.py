@@ -10,6 +10,7 @@ __version__ = "0.1.0.dev0"
 from typing import TYPE_CHECKING, Any
 
 from modelcycle.core.errors import (
+    AuthenticationError,
     BlobCorruptedError,
     ConflictError,
     GateRefused,
@@ -17,6 +18,7 @@ from modelcycle.core.errors import (
     IntegrityError,
     ModelcycleError,
     NotFoundError,
+    PermissionDeniedError,
     RecipeError,
     RefError,
     RulesError,
@@ -74,6 +76,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AuthenticationError",
     "BlobCorruptedError",
     "ConflictError",
     "GateRefused",
@@ -81,6 +84,7 @@ __all__ = [
     "IntegrityError",
     "ModelcycleError",
     "NotFoundError",
+    "PermissionDeniedError",
     "Recipe",
     "RecipeError",
     "RefError",

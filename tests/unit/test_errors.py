@@ -36,6 +36,8 @@ EXPECTED = {
     "StorageError": (7, 503),
     "BlobCorruptedError": (8, 500),
     "IntegrityError": (9, 500),
+    "AuthenticationError": (10, 401),
+    "PermissionDeniedError": (11, 403),
 }
 
 

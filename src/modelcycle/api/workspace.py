@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelcycle.access.tokens import TokenService
 from modelcycle.blobs import BlobStore, open_blob_store
 from modelcycle.core.config import (
     CONFIG_NAME,
@@ -39,6 +40,7 @@ from modelcycle.store.pipelines import PipelineStore
 from modelcycle.store.registry import RegistryStore
 from modelcycle.store.runs import RunStore
 from modelcycle.store.sketches import SketchStore
+from modelcycle.store.tokens import TokenStore
 from modelcycle.tracking.run import ActiveRun
 from modelcycle.tracking.service import RunService
 from modelcycle.training.service import TrainingService
@@ -104,6 +106,7 @@ class Workspace:
             record_event=self.store.record_event,
         )
         self.monitoring.traffic = self.monitors.checks.traffic
+        self.tokens = TokenService(TokenStore(self.store))
         self.maintenance = MaintenanceService(
             MaintenanceStore(self.store),
             root=self.root,

@@ -23,6 +23,7 @@ from modelcycle.cli import predict as predict_cli
 from modelcycle.cli import run as run_cli
 from modelcycle.cli import serve as serve_cli
 from modelcycle.cli import server as server_cli
+from modelcycle.cli import token as token_cli
 from modelcycle.cli import train as train_cli
 from modelcycle.cli.context import open_workspace
 from modelcycle.cli.output import (
@@ -60,6 +61,7 @@ app.add_typer(deploy_cli.app, name="deploy")
 app.add_typer(monitor_cli.app, name="monitor")
 app.add_typer(monitor_cli.alerts_app, name="alert")
 app.add_typer(maintenance_cli.app, name="maintenance")
+app.add_typer(token_cli.app, name="token")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 

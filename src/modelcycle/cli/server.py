@@ -33,11 +33,20 @@ def server(
         raise UsageError(f"--tick is {tick}; it must be at least 50ms", hint="e.g. --tick 10s")
     with Workspace.open() as ws:
         root = ws.root
+        open_server = not ws.tokens.required()
+    if open_server and not _loopback(host):
+        raise UsageError(
+            f"refusing to listen on {host} with no API token: anyone who can reach it "
+            "could change the workspace",
+            hint="create one first (modelcycle token create admin --role admin), or listen "
+            "on 127.0.0.1",
+        )
     scheduler = None if no_scheduler else Scheduler(root, tick=seconds)
     app = create_app(root, scheduler=scheduler)
     console.print(
         f"modelcycle server for {root} on http://{host}:{port} "
-        f"(scheduler {'off' if scheduler is None else f'every {tick}'})"
+        f"(scheduler {'off' if scheduler is None else f'every {tick}'}; "
+        f"{'open: no API token exists' if open_server else 'tokens required'})"
     )
     server = uvicorn.Server(
         uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False)
@@ -48,3 +57,14 @@ def server(
             f"the server could not start on {host}:{port}",
             hint="the log above says why (is the port in use?)",
         )
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

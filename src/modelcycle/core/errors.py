@@ -13,6 +13,8 @@ The tree::
     ├── InputDataError                   exit 5   HTTP 422  a file that cannot be read as data
     ├── ValidationFailed                 exit 6   HTTP 422  data broke validation rules
     │   └── GateRefused                  exit 6   HTTP 422  a promotion gate's conditions failed
+    ├── AuthenticationError              exit 10  HTTP 401  no token, an unknown or expired one
+    ├── PermissionDeniedError            exit 11  HTTP 403  the token's role may not do this
     ├── StorageError                     exit 7   HTTP 503  disk full, unwritable folder, S3 down
     │   └── BlobCorruptedError           exit 8   HTTP 500  a stored blob no longer matches its hash
     └── IntegrityError                   exit 9   HTTP 500  fsck found problems
@@ -98,6 +100,16 @@ class GateRefused(ValidationFailed):
     condition and whether it passed."""
 
 
+class AuthenticationError(ModelcycleError):
+    """A request to the platform server had no valid token (missing, unknown, revoked or
+    expired)."""
+
+
+class PermissionDeniedError(ModelcycleError):
+    """The token is valid but its role may not do this; ``details['needed']`` names the
+    role that may."""
+
+
 class StorageError(ModelcycleError):
     """The metadata store or the blob store could not be written or read."""
 
@@ -123,6 +135,8 @@ ERROR_TABLE: dict[type[ModelcycleError], tuple[int, int]] = {
     InputDataError: (5, 422),
     ValidationFailed: (6, 422),
     GateRefused: (6, 422),
+    AuthenticationError: (10, 401),
+    PermissionDeniedError: (11, 403),
     StorageError: (7, 503),
     BlobCorruptedError: (8, 500),
     IntegrityError: (9, 500),

@@ -8,6 +8,7 @@ locked, so concurrent writers get distinct numbers and none is lost.
 from __future__ import annotations
 
 import datetime as dt
+from contextvars import ContextVar
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,6 +23,19 @@ from modelcycle.store import schema as t
 from modelcycle.store.engine import ensure_schema, make_engine
 
 T = TypeVar("T")
+
+
+_ACTING: ContextVar[str | None] = ContextVar("modelcycle_actor", default=None)
+
+
+@contextmanager
+def acting_as(actor: str) -> Iterator[None]:
+    """Record every change made in this context (thread or task) as ``actor``."""
+    token = _ACTING.set(actor)
+    try:
+        yield
+    finally:
+        _ACTING.reset(token)
 
 
 def utcnow() -> dt.datetime:
@@ -116,9 +130,15 @@ class MetadataStore:
 
     def __init__(self, url: str, *, actor: str) -> None:
         self.url = url
-        self.actor = actor
+        self._actor = actor
         self.engine: Engine = make_engine(url)
         ensure_schema(self.engine)
+
+    @property
+    def actor(self) -> str:
+        """Who changes are recorded as: the workspace's actor, or the one `acting_as`
+        names for the current context (a server request's token)."""
+        return _ACTING.get() or self._actor
 
     def close(self) -> None:
         self.engine.dispose()

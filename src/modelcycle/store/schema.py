@@ -560,3 +560,20 @@ maintenance_runs = Table(
     Column("lease_until", DateTime(timezone=True)),
     Index("ix_maintenance_runs_deployment", "deployment", "id"),
 )
+
+# -- API tokens (migration 0010) -----------------------------------------------------------
+# Only a token's SHA-256 is stored; the token itself is shown once, when created.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("role", String(16), nullable=False),  # reader / editor / admin
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),  # the first characters, to tell tokens apart
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+    Index("ix_api_tokens_name", "name"),
+)
