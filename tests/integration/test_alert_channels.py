@@ -1,5 +1,6 @@
 """Alert channels: specs parsed with errors that name the mistake, the Slack message, and
-delivery to real HTTP receivers on 127.0.0.1 and to real files."""
+delivery to real HTTP receivers on 127.0.0.1 and to real files; and the webhook options
+(extra headers, a bare body, a label) the HTTP channels are built on."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import logging
 import socket
 import threading
 from collections.abc import Iterator
@@ -17,7 +19,9 @@ from typing import Any
 
 import pytest
 
+from modelcycle.core.config import WebhookConfig, WorkspaceConfig, check_webhook_headers
 from modelcycle.core.errors import UsageError
+from modelcycle.core.webhooks import FailedDelivery, WebhookDispatcher
 from modelcycle.monitoring.channels import (
     EVENT_KIND,
     AlertDispatcher,
@@ -270,7 +274,10 @@ def test_a_503_is_retried_then_delivered(receiver: Receiver, harness: Harness) -
     assert harness.failures == []
 
 
-def test_a_receiver_that_is_down_is_reported_after_the_retries(harness: Harness) -> None:
+def test_a_receiver_that_is_down_is_reported_after_the_retries(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="modelcycle")
     url = f"http://127.0.0.1:{free_port()}/alerts/t0ken"
     d = harness.dispatcher(f"webhook={url}", "file=alerts.jsonl", max_attempts=3)
     records = d.deliver(ALERT)  # nothing raised into the monitor loop
@@ -278,6 +285,10 @@ def test_a_receiver_that_is_down_is_reported_after_the_retries(harness: Harness)
 
     (failure,) = harness.wait_for_failures(1)
     assert failure.type == "webhook" and failure.channel == 0
+    # Logged as the alert channel it is, not as the workspace's webhooks[0].
+    (logged,) = [r.getMessage() for r in caplog.records if r.name == "modelcycle.webhooks"]
+    assert "(alert channels[0]) missed alert.fired churn-drift#12" in logged
+    assert "webhooks[" not in logged
     assert failure.monitor == "churn-drift" and failure.alert == 12
     assert failure.attempts == 3
     assert "cannot connect" in failure.reason and "gave up after 3 attempts" in failure.reason
@@ -326,6 +337,135 @@ def test_a_missing_secret_variable_is_reported_not_sent(
     assert receiver.received == []
 
 
+# ---------------------------------------------------------------- the webhook options channels use
+
+
+@pytest.fixture
+def hooks() -> Iterator[list[WebhookDispatcher]]:
+    made: list[WebhookDispatcher] = []
+    yield made
+    for d in made:
+        d.close(timeout=BOUND)
+
+
+def test_a_hook_sends_its_headers_beside_modelcycle_s_own(
+    receiver: Receiver, hooks: list[WebhookDispatcher]
+) -> None:
+    hook = WebhookConfig(
+        receiver.url + "/h",
+        events=("alert.*",),
+        secret="k",
+        headers=(("Authorization", "Bearer t0k"), ("X-Team", "ml"), ("User-Agent", "ours/1")),
+    )
+    d = WebhookDispatcher([hook], actor="monitor")
+    hooks.append(d)
+    d.notify("model.registered", "m@1", {})  # no hook listens to it
+    d.notify("alert.fired", "m#1", {"id": 1})
+    assert d.flush(BOUND)
+    (got,) = receiver.wait_for(1)
+    assert got.headers["Authorization"] == "Bearer t0k"
+    assert got.headers["X-Team"] == "ml"
+    assert got.headers["User-Agent"] == "ours/1"  # the one modelcycle header a hook may set
+    assert got.headers["Content-Type"] == "application/json"
+    assert got.headers["X-Modelcycle-Event"] == "alert.fired"
+    assert got.headers["X-Modelcycle-Delivery"] == got.json()["id"]
+    assert got.headers["X-Modelcycle-Signature"] == signature_of("k", got.body)
+    assert got.json()["data"] == {"id": 1}  # the envelope, as by default
+    assert "Bearer" not in repr(hook)
+
+
+def test_without_the_envelope_the_payload_is_the_signed_body(
+    receiver: Receiver, hooks: list[WebhookDispatcher]
+) -> None:
+    payload = {"text": "drift on churn — 0.42 > 0.3", "n": [1, 2.5, None]}
+    d = WebhookDispatcher(
+        [
+            WebhookConfig(receiver.url + "/bare", events=("alert.*",), secret="k", envelope=False),
+            WebhookConfig(receiver.url + "/wrapped", events=("alert.*",)),
+        ]
+    )
+    hooks.append(d)
+    d.notify("alert.fired", "m#1", payload)
+    got = {r.path: r for r in receiver.wait_for(2)}
+    bare = got["/bare"]
+    assert bare.body == json.dumps(payload, ensure_ascii=False).encode()
+    assert bare.json() == payload
+    assert bare.headers["X-Modelcycle-Signature"] == signature_of("k", bare.body)
+    assert bare.headers["X-Modelcycle-Event"] == "alert.fired"
+    assert bare.headers["X-Modelcycle-Delivery"]  # still there for receivers to dedupe
+    wrapped = got["/wrapped"]
+    assert wrapped.json()["data"] == payload
+    assert wrapped.json()["id"] == wrapped.headers["X-Modelcycle-Delivery"]
+    assert wrapped.headers["X-Modelcycle-Delivery"] != bare.headers["X-Modelcycle-Delivery"]
+
+
+def test_a_hook_s_label_names_it_in_failures_and_logs(
+    hooks: list[WebhookDispatcher], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="modelcycle.webhooks")
+    failures: list[FailedDelivery] = []
+    url = f"http://127.0.0.1:{free_port()}/"
+    d = WebhookDispatcher(
+        [
+            WebhookConfig(url + "a", events=("x",), max_attempts=1, label="the pager"),
+            WebhookConfig(url + "b", events=("x",), max_attempts=1),
+        ],
+        on_failure=failures.append,
+    )
+    hooks.append(d)
+    d.notify("x", "s", {})
+    d.close(timeout=BOUND)
+    assert {(f.hook, f.label) for f in failures} == {(0, "the pager"), (1, "webhooks[1]")}
+    logged = sorted(r.getMessage() for r in caplog.records if r.name == "modelcycle.webhooks")
+    assert len(logged) == 2
+    assert "(the pager) missed x s" in logged[0] and "(webhooks[1]) missed x s" in logged[1]
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ((("X-Modelcycle-Signature", "sha256=0"),), "X-Modelcycle-Signature is set by modelcycle"),
+        ((("x-modelcycle-delivery", "1"),), "x-modelcycle-delivery is set by modelcycle"),
+        ((("Content-Type", "text/plain"),), "Content-Type is set by modelcycle"),
+        ((("Host", "elsewhere"),), "Host is set by modelcycle"),
+        ((("Content-Length", "0"),), "Content-Length is set by modelcycle"),
+        ((("Bad Name", "v"),), "'Bad Name' is not a header name"),
+        ((("X-A\n", "v"),), "is not a header name"),
+        ((("X-A", "a\r\nX-B: b"),), "the value of X-A must be text on one line"),
+        ((("X-A", "caf\u00e9 \u2713"),), "the value of X-A has characters an HTTP header cannot"),
+        ((("X-A", "1"), ("x-a", "2")), "x-a is given twice"),
+        ((("X-A",),), "must be (name, value) pairs"),
+    ],
+)
+def test_bad_hook_headers_are_refused(headers: Any, expected: str) -> None:
+    with pytest.raises(UsageError) as info:
+        WebhookConfig("https://hooks.example.com/t0ken", headers=headers)
+    assert info.value.message.startswith("webhook https://hooks.example.com/… headers")
+    assert expected in info.value.message and info.value.hint
+    assert "t0ken" not in str(info.value)
+
+
+def test_header_values_are_not_echoed() -> None:
+    with pytest.raises(UsageError) as info:
+        check_webhook_headers([("Authorization", "Bearer s3cr3t\n")], "here")
+    assert "s3cr3t" not in str(info.value)
+    assert check_webhook_headers([("a", "")], "here") == (("a", ""),)
+
+
+def test_python_only_options_stay_out_of_modelcycle_toml(tmp_path: Path) -> None:
+    assert WebhookConfig("https://h/", label="x") != WebhookConfig("https://h/")
+    with pytest.raises(UsageError, match="empty"):
+        WebhookConfig("https://h/", label=" ")
+    for hook in (
+        WebhookConfig("https://h/", headers=(("A", "b"),)),
+        WebhookConfig("https://h/", envelope=False),
+        WebhookConfig("https://h/", label="pager"),
+    ):
+        with pytest.raises(UsageError, match=r"modelcycle\.toml cannot hold") as info:
+            WorkspaceConfig(tmp_path, webhooks=(hook,)).to_toml()
+        assert info.value.hint
+
+
 # ---------------------------------------------------------------- slack
 
 
@@ -337,6 +477,7 @@ def test_slack_gets_a_block_kit_message(receiver: Receiver, harness: Harness) ->
     assert got.headers["Content-Type"] == "application/json"
     assert int(got.headers["Content-Length"]) == len(got.body)
     assert "X-Modelcycle-Signature" not in got.headers
+    assert got.body == json.dumps(slack_message(ALERT), ensure_ascii=False).encode()
 
     message = got.json()  # the bare message, not modelcycle's envelope
     assert set(message) == {"text", "blocks"}

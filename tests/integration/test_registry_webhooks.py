@@ -125,5 +125,7 @@ def test_an_unreachable_receiver_is_recorded_not_raised(tmp_path: Path) -> None:
         failed = ws.events(kind="webhook.failed")
         assert len(failed) == 1 and failed[0].payload["kind"] == "model.registered"
         assert failed[0].payload["attempts"] == 2
+        # A hook from modelcycle.toml is named by its place in the file.
+        assert failed[0].payload["label"] == "webhooks[0]"
     finally:
         ws.close()

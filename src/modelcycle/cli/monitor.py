@@ -384,3 +384,36 @@ def alerts_show(
     console.print(f"Fired {when(alert.fired_at)}; evidence: result {alert.result_id}.")
     if result is not None:
         _print_result(result.id, result.values, result.error, detail)
+
+
+@app.command("prometheus-rules")
+def prometheus_rules(
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write the rules to this file (default: print)."),
+    ] = None,
+) -> None:
+    """Prometheus alerting rules for every monitor's alert rules, plus one per monitor that
+    fires when it stops running: for teams that route alerts through Alertmanager. They
+    watch the gauges `modelcycle server` exports at /metrics."""
+    import sys
+
+    from modelcycle.monitoring.prometheus import dump_rules, rules_file
+
+    with _monitors() as monitors:
+        rules = rules_file(monitors.store.live())
+    text = dump_rules(rules)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise UsageError(
+            f"cannot write {output}: {e.strerror}", hint="check --output and its folder"
+        ) from None
+    count = sum(len(g["rules"]) for g in rules["groups"])
+    console.print(
+        f"Wrote {count} alerting rules for {len(rules['groups'])} monitor(s) to {output}; "
+        f"load it with `rule_files` in prometheus.yml (check it: promtool check rules {output})."
+    )

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,59 @@ WEBHOOK_EVENTS_DEFAULT = ("model.*",)
 WEBHOOK_MAX_ATTEMPTS_DEFAULT = 5
 WEBHOOK_TIMEOUT_DEFAULT = 5.0
 _WEBHOOK_KEYS = ("url", "events", "secret", "secret_env", "max_attempts", "timeout_seconds")
+# Headers a webhook request always carries as modelcycle sets them (every X-Modelcycle-*
+# name too), or that would break the request if replaced.
+WEBHOOK_RESERVED_HEADERS = frozenset(
+    {"content-type", "content-length", "host", "transfer-encoding", "connection"}
+)
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an RFC 9110 token
+_HEADER_HINT = "give each header as a name and a value, e.g. Authorization: Bearer …"
+
+
+def check_webhook_headers(
+    headers: Iterable[tuple[object, object]], where: str
+) -> tuple[tuple[str, str], ...]:
+    """``headers`` (name, value pairs) checked as a webhook's extra request headers.
+
+    Raises `UsageError` starting with ``where`` when a name is not an HTTP token, is
+    reserved (`WEBHOOK_RESERVED_HEADERS`, ``X-Modelcycle-*``) or given twice, or when a
+    value is not text on one line that HTTP can carry (Latin-1). Values are never shown:
+    they often hold tokens.
+    """
+    out: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for pair in headers:
+        if not isinstance(pair, tuple) or len(pair) != 2:
+            raise UsageError(f"{where} must be (name, value) pairs", hint=_HEADER_HINT)
+        name, value = pair
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            raise UsageError(f"{where}: {name!r} is not a header name", hint=_HEADER_HINT)
+        lowered = name.lower()
+        if lowered in WEBHOOK_RESERVED_HEADERS or lowered.startswith("x-modelcycle-"):
+            raise UsageError(
+                f"{where}: {name} is set by modelcycle and cannot be changed",
+                hint="remove it; the body is always JSON, and X-Modelcycle-Signature comes "
+                "from secret or secret_env",
+            )
+        if lowered in seen:
+            raise UsageError(
+                f"{where}: {name} is given twice (header names ignore case)",
+                hint="keep one of them",
+            )
+        if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
+            raise UsageError(
+                f"{where}: the value of {name} must be text on one line", hint=_HEADER_HINT
+            )
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError:
+            raise UsageError(
+                f"{where}: the value of {name} has characters an HTTP header cannot carry",
+                hint="use ASCII (or Latin-1) text; percent- or base64-encode anything else",
+            ) from None
+        seen.add(lowered)
+        out.append((name, value))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -49,6 +103,13 @@ class WebhookConfig:
     ``events`` are glob patterns over event kinds (``model.*`` matches every registry
     event). The signing secret comes from ``secret`` or, better, from the environment
     variable named by ``secret_env`` so it stays out of the file.
+
+    The last three fields are for hooks built in Python (the monitors' alert channels);
+    ``modelcycle.toml`` does not hold them. ``headers`` are added to every request
+    (checked by `check_webhook_headers`; they cannot replace modelcycle's own).
+    ``envelope=False`` sends the payload itself as the body instead of modelcycle's
+    ``{"id", "kind", …, "data"}`` envelope (a signature then covers that body).
+    ``label`` names the hook in logs and failure reports instead of ``webhooks[N]``.
     """
 
     url: str
@@ -57,6 +118,20 @@ class WebhookConfig:
     secret_env: str | None = None
     max_attempts: int = WEBHOOK_MAX_ATTEMPTS_DEFAULT
     timeout_seconds: float = WEBHOOK_TIMEOUT_DEFAULT
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # often credentials
+    envelope: bool = True
+    label: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.headers:
+            where = f"webhook {self.url_for_display()} headers"
+            object.__setattr__(self, "headers", check_webhook_headers(self.headers, where))
+        if self.label is not None and (not isinstance(self.label, str) or not self.label.strip()):
+            raise UsageError(
+                f"webhook {self.url_for_display()}: label must be non-empty text, "
+                f"got {self.label!r}",
+                hint="leave label out to have the hook called webhooks[N]",
+            )
 
     def resolve_secret(self, environ: Mapping[str, str] | None = None) -> str | None:
         """The signing secret, reading ``secret_env`` from ``environ`` (the process's
@@ -87,6 +162,21 @@ class WebhookConfig:
         return f"{parts.scheme}://{host}{port}{rest}"
 
     def to_toml(self) -> str:
+        python_only = [
+            name
+            for name, is_set in (
+                ("headers", bool(self.headers)),
+                ("envelope", not self.envelope),
+                ("label", self.label is not None),
+            )
+            if is_set
+        ]
+        if python_only:
+            raise UsageError(
+                f"webhook {self.url_for_display()} sets {', '.join(python_only)}, which "
+                f"{CONFIG_NAME} cannot hold",
+                hint="leave these out of hooks saved to the workspace configuration",
+            )
         lines = [
             "[[webhooks]]",
             f"url = {toml_string(self.url)}",

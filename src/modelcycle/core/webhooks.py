@@ -9,7 +9,9 @@ POST one JSON body per matching hook::
 
 with ``X-Modelcycle-Event``, ``X-Modelcycle-Delivery`` (the same id on every retry, so a
 receiver can drop duplicates) and, for a hook with a secret,
-``X-Modelcycle-Signature: sha256=HEX``, the HMAC-SHA256 of the exact body bytes.
+``X-Modelcycle-Signature: sha256=HEX``, the HMAC-SHA256 of the exact body bytes. A hook
+built in Python may add its own ``headers`` (never in place of these) and may set
+``envelope=False`` to send the payload itself as the body, e.g. a chat message.
 
 Connection errors, timeouts, 408, 429 and 5xx are retried with exponential backoff and
 jitter, or after the receiver's ``Retry-After``; other answers are final. Redirects are
@@ -66,6 +68,7 @@ class FailedDelivery:
     attempts: int  # requests actually sent (0: none could be)
     reason: str
     status: int | None = None  # the last HTTP status, when there was an answer
+    label: str = ""  # how logs name the hook: its label, else webhooks[N]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -199,17 +202,19 @@ class WebhookDispatcher:
         deliveries, failures = [], []
         for i in matching:
             delivery_id = str(uuid.uuid4())
-            envelope = {
-                "id": delivery_id,
-                "kind": kind,
-                "subject": subject,
-                "at": at,
-                "actor": self.actor if actor is None else actor,
-                "data": payload,
-            }
+            content: Mapping[str, Any] = payload
+            if self.hooks[i].envelope:
+                content = {
+                    "id": delivery_id,
+                    "kind": kind,
+                    "subject": subject,
+                    "at": at,
+                    "actor": self.actor if actor is None else actor,
+                    "data": payload,
+                }
             try:
                 # Encoded now: the caller may change ``payload`` as soon as we return.
-                body = json.dumps(envelope, default=str, ensure_ascii=False).encode()
+                body = json.dumps(content, default=str, ensure_ascii=False).encode()
             except (TypeError, ValueError) as e:
                 delivery = _Delivery(i, delivery_id, kind, subject, b"")
                 failures.append(self._failure(delivery, f"the payload is not JSON: {e}"))
@@ -352,9 +357,12 @@ class WebhookDispatcher:
     def _post(
         self, hook: WebhookConfig, d: _Delivery, timeout: float, secret: str | None
     ) -> _Answer:
+        # Later entries win (urllib folds names to one case); the hook's own headers can
+        # replace the User-Agent, and come before the ones receivers rely on.
         headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
+            **dict(hook.headers),
             "X-Modelcycle-Event": d.kind,
             "X-Modelcycle-Delivery": d.id,
         }
@@ -411,22 +419,24 @@ class WebhookDispatcher:
 
     # -- reporting -------------------------------------------------------------------
     def _failure(self, d: _Delivery, reason: str) -> FailedDelivery:
+        hook = self.hooks[d.hook]
         return FailedDelivery(
             hook=d.hook,
-            url=self.hooks[d.hook].url_for_display(),
+            url=hook.url_for_display(),
             delivery_id=d.id,
             kind=d.kind,
             subject=d.subject,
             attempts=d.attempts,
             reason=reason,
             status=d.status,
+            label=hook.label or f"webhooks[{d.hook}]",
         )
 
     def _report(self, failure: FailedDelivery) -> None:
         log.warning(
-            "webhook %s (webhooks[%d]) missed %s %s: %s",
+            "webhook %s (%s) missed %s %s: %s",
             failure.url,
-            failure.hook,
+            failure.label or f"webhooks[{failure.hook}]",
             failure.kind,
             failure.subject,
             failure.reason,

@@ -18,8 +18,8 @@ webhook
     "actor", "data": ALERT}``, signed with ``X-Modelcycle-Signature`` when the channel
     has a secret, plus the channel's own ``headers`` (e.g. ``Authorization``).
 slack
-    POSTs a Slack incoming-webhook message (``{"text", "blocks"}``, see `slack_message`)
-    to any Slack-compatible URL.
+    POSTs a Slack incoming-webhook message (``{"text", "blocks"}``, see `slack_message`
+    in `modelcycle.monitoring.slack`) to any Slack-compatible URL.
 file
     appends the alert as one JSON line; a relative path is relative to the dispatcher's
     base folder (the workspace root). Each line is one ``write`` on a file opened with
@@ -28,9 +28,10 @@ events
     records ``alert.notified`` (subject: the monitor, data: the alert) through the
     ``record_event`` callback. `AlertDispatcher` always has this channel.
 
-HTTP channels are delivered in the background by `WebhookDispatcher` (retries with
-backoff, ``Retry-After``); a delivery that fails for good is reported to ``on_failure``
-as a `ChannelFailure`. `AlertDispatcher.deliver` never raises.
+HTTP channels are delivered in the background by `WebhookDispatcher`, one hook per
+channel (retries with backoff, ``Retry-After``; logged as ``alert channels[N]``); a
+delivery that fails for good is reported to ``on_failure`` as a `ChannelFailure`.
+`AlertDispatcher.deliver` never raises.
 """
 
 from __future__ import annotations
@@ -41,10 +42,8 @@ import json
 import logging
 import math
 import os
-import re
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -55,10 +54,12 @@ from modelcycle.core.config import (
     WEBHOOK_MAX_ATTEMPTS_DEFAULT,
     WEBHOOK_TIMEOUT_DEFAULT,
     WebhookConfig,
+    check_webhook_headers,
 )
 from modelcycle.core.errors import ModelcycleError, UsageError
 from modelcycle.core.text import suggest
 from modelcycle.core.webhooks import FailedDelivery, WebhookDispatcher
+from modelcycle.monitoring.slack import slack_message
 
 __all__ = [
     "CHANNEL_TYPES",
@@ -92,11 +93,6 @@ _KEYS = {
     "file": ("type", "path"),
     "events": ("type",),
 }
-_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-# Headers the dispatcher sets itself, or that would break the request if replaced.
-_RESERVED_HEADERS = frozenset(
-    {"content-type", "content-length", "host", "transfer-encoding", "connection"}
-)
 
 RecordEvent = Callable[[str, str, dict[str, Any]], None]
 
@@ -343,26 +339,12 @@ def _path(value: object, where: str) -> str:
 def _headers(value: object, where: str) -> tuple[tuple[str, str], ...]:
     if value is None:
         return ()
-    hint = "e.g. headers: {Authorization: 'Bearer …'}"
     if not isinstance(value, Mapping):
-        raise UsageError(f"{where}.headers must be a mapping of name to value", hint=hint)
-    out = []
-    for name, text in value.items():
-        if not isinstance(name, str) or not _HEADER_NAME.match(name):
-            raise UsageError(f"{where}.headers: {name!r} is not a header name", hint=hint)
-        lowered = name.lower()
-        if lowered in _RESERVED_HEADERS or lowered.startswith("x-modelcycle-"):
-            raise UsageError(
-                f"{where}.headers: {name} is set by modelcycle and cannot be changed",
-                hint="remove it; the body is always JSON, and X-Modelcycle-Signature comes "
-                "from secret or secret_env",
-            )
-        if not isinstance(text, str) or any(c in text for c in "\r\n\0"):
-            raise UsageError(  # the value itself is not shown: it is often a token
-                f"{where}.headers: the value of {name} must be text on one line", hint=hint
-            )
-        out.append((name, text))
-    return tuple(out)
+        raise UsageError(
+            f"{where}.headers must be a mapping of name to value",
+            hint="e.g. headers: {Authorization: 'Bearer …'}",
+        )
+    return check_webhook_headers(value.items(), f"{where}.headers")
 
 
 # -- what channels send -------------------------------------------------------------------
@@ -400,123 +382,6 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def _escape(text: str) -> str:
-    """Slack's three control characters as entities (its mrkdwn needs only these)."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _code(value: object) -> str:
-    return "`" + _escape(str(value).replace("`", "'")) + "`"
-
-
-def _clip(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters, without splitting an ``&amp;`` entity."""
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    amp = cut.rfind("&")
-    if amp != -1 and ";" not in cut[amp:]:
-        cut = cut[:amp]
-    return cut + "…"
-
-
-def _number(value: object) -> str:
-    if value is None:
-        return "no value"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def _slack_time(value: object) -> str:
-    """A time Slack shows in each reader's time zone, with the ISO text as fallback."""
-    if not isinstance(value, str):
-        return "unknown"
-    try:
-        when = dt.datetime.fromisoformat(value)
-    except ValueError:
-        return _escape(value)
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    fallback = when.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return f"<!date^{int(when.timestamp())}^{{date_short_pretty}} {{time_secs}}|{fallback}>"
-
-
-_SEVERITY_MARK = {"critical": "🔴", "warning": "🟠", "info": "🔵"}
-_STATE_TITLE = {"resolved": ("✅", "Resolved"), "acknowledged": ("👀", "Acknowledged")}
-_HEADER_LIMIT = 150  # Block Kit: header text
-_TEXT_LIMIT = 3000  # section text, context element text
-_FIELD_LIMIT = 2000  # each section field
-
-
-def slack_message(alert: Mapping[str, Any]) -> dict[str, Any]:
-    """A Slack incoming-webhook message for ``alert``: a notification ``text`` and Block
-    Kit ``blocks`` (a header, the message, a section of fields — rule, value vs threshold,
-    monitor, deployment, severity, time — and a context line naming the evidence)."""
-    severity = str(alert.get("severity") or "warning")
-    state = str(alert.get("state") or "firing")
-    rule = str(alert.get("rule") or alert.get("metric") or "alert")
-    monitor = alert.get("monitor") or "?"
-    message = str(alert.get("message") or f"{rule} on {alert.get('deployment') or '?'}")
-    mark, title = _STATE_TITLE.get(state, (_SEVERITY_MARK.get(severity, "⚠️"), "Alert"))
-    header = f"{mark} {title}: {rule}" + (f" ({severity})" if state == "firing" else "")
-    op, threshold = alert.get("op"), alert.get("threshold")
-    value = _number(alert.get("value"))
-    if threshold is not None:
-        bound = " ".join(str(x) for x in (op, _number(threshold)) if x)
-        value += f" (threshold {_escape(bound)})"
-    fields = [
-        ("Rule", _code(rule)),
-        ("Value", value),
-        ("Monitor", _code(monitor)),
-        ("Deployment", _code(alert.get("deployment") or "?")),
-        ("Severity", _escape(severity)),
-        ("Fired at", _slack_time(alert.get("fired_at"))),
-    ]
-    return {
-        "text": _clip(_escape(f"[{severity}] {message}"), _TEXT_LIMIT),
-        "blocks": [
-            {
-                "type": "header",
-                "text": {"type": "plain_text", "text": _clip(header, _HEADER_LIMIT), "emoji": True},
-            },
-            {
-                "type": "section",
-                "text": {"type": "mrkdwn", "text": _clip(_escape(message), _TEXT_LIMIT)},
-            },
-            {
-                "type": "section",
-                "fields": [
-                    {"type": "mrkdwn", "text": _clip(f"*{name}*\n{text}", _FIELD_LIMIT)}
-                    for name, text in fields
-                ],
-            },
-            {
-                "type": "context",
-                "elements": [{"type": "mrkdwn", "text": _clip(_evidence_line(alert), _TEXT_LIMIT)}],
-            },
-        ],
-    }
-
-
-def _evidence_line(alert: Mapping[str, Any]) -> str:
-    evidence = alert.get("evidence")
-    if not isinstance(evidence, Mapping):
-        evidence = {}
-    result = evidence.get("result_id", alert.get("result_id"))
-    parts = [f"Evidence: monitor result {_code(result)}" if result is not None else "Evidence:"]
-    if evidence.get("summary"):
-        parts.append(_escape(str(evidence["summary"])))
-    window = evidence.get("window")
-    if isinstance(window, list | tuple) and len(window) == 2:
-        parts.append(f"window {_escape(str(window[0]))} → {_escape(str(window[1]))}")
-    if evidence.get("rows") is not None:
-        parts.append(f"{_escape(str(evidence['rows']))} rows")
-    if evidence.get("show"):
-        parts.append(f"details: {_code(evidence['show'])}")
-    return " · ".join(parts)
-
-
 # -- delivery -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class DeliveryRecord:
@@ -549,27 +414,6 @@ class ChannelFailure:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-class _ChannelRequests(urllib.request.BaseHandler):
-    """Adds a channel's headers to each request and, for Slack, sends the bare message
-    instead of modelcycle's envelope. Stands in for options `WebhookDispatcher` lacks."""
-
-    handler_order = 100  # before urllib sets Content-Length from the body
-
-    def __init__(self, headers: Sequence[tuple[str, str]], bare: bool) -> None:
-        self.headers = tuple(headers)
-        self.bare = bare
-
-    def http_request(self, request: urllib.request.Request) -> urllib.request.Request:
-        for name, value in self.headers:
-            request.add_header(name, value)
-        if self.bare and isinstance(request.data, bytes):
-            envelope = json.loads(request.data)
-            request.data = json.dumps(envelope["data"], ensure_ascii=False).encode()
-        return request
-
-    https_request = http_request
 
 
 def _append_line(path: Path, line: bytes) -> None:
@@ -636,18 +480,21 @@ class AlertDispatcher:
         )
         self._http: dict[int, WebhookDispatcher] = {}
         for i, channel in enumerate(self.channels):
+            label = f"alert channels[{i}]"
             if isinstance(channel, WebhookChannel):
-                hook = new_hook(channel.url, secret=channel.secret, secret_env=channel.secret_env)
-                adjust = _ChannelRequests(channel.headers, bare=False)
+                hook = new_hook(
+                    channel.url,
+                    secret=channel.secret,
+                    secret_env=channel.secret_env,
+                    headers=channel.headers,
+                    label=label,
+                )
             elif isinstance(channel, SlackChannel):
-                hook = new_hook(channel.url)
-                adjust = _ChannelRequests((), bare=True)
+                hook = new_hook(channel.url, envelope=False, label=label)  # the bare message
             else:
                 continue
-            dispatcher = new_dispatcher([hook], on_failure=functools.partial(self._http_failed, i))
-            # A private attribute on purpose, until WebhookConfig can say this itself.
-            dispatcher._opener.add_handler(adjust)
-            self._http[i] = dispatcher
+            on_failure = functools.partial(self._http_failed, i)
+            self._http[i] = new_dispatcher([hook], on_failure=on_failure)
         self._lock = threading.Lock()
         self._closed = False
 
@@ -703,11 +550,9 @@ class AlertDispatcher:
     # -- internals -------------------------------------------------------------------------
     def _deliver_one(self, i: int, channel: ChannelSpec, alert: dict[str, Any]) -> DeliveryRecord:
         target = self._target(i)
-        if isinstance(channel, WebhookChannel):
-            self._http[i].notify(alert_kind(alert), alert_subject(alert), alert)
-            return DeliveryRecord(i, channel.type, target, "queued")
-        if isinstance(channel, SlackChannel):
-            self._http[i].notify(alert_kind(alert), alert_subject(alert), slack_message(alert))
+        if isinstance(channel, WebhookChannel | SlackChannel):
+            payload = alert if isinstance(channel, WebhookChannel) else slack_message(alert)
+            self._http[i].notify(alert_kind(alert), alert_subject(alert), payload)
             return DeliveryRecord(i, channel.type, target, "queued")
         if isinstance(channel, FileChannel):
             line = json.dumps(alert, ensure_ascii=False, separators=(",", ":"), allow_nan=False)

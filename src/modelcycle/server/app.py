@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from modelcycle import __version__
@@ -23,6 +24,12 @@ from modelcycle.server.auth import TokenAuth
 from modelcycle.server.metrics import MonitorCollector
 from modelcycle.server.routes import api_router
 from modelcycle.server.scheduler import Scheduler
+from modelcycle.server.security import SecurityHeaders
+from modelcycle.server.ui import ui_router
+from modelcycle.server.ui.core import HERE as UI_HERE
+from modelcycle.server.ui.core import error_page as pages_error
+
+UI_STATIC = UI_HERE / "static"
 
 
 def create_app(root: Path, *, scheduler: Scheduler | None = None) -> FastAPI:
@@ -59,8 +66,13 @@ def create_app(root: Path, *, scheduler: Scheduler | None = None) -> FastAPI:
         return workspace
 
     @app.exception_handler(ModelcycleError)
-    async def modelcycle_error(request: Request, error: ModelcycleError) -> JSONResponse:
-        return JSONResponse(error.to_dict(), status_code=http_status(error))
+    async def modelcycle_error(request: Request, error: ModelcycleError) -> Response:
+        status = http_status(error)
+        if not request.url.path.startswith("/api/") and "text/html" in request.headers.get(
+            "accept", ""
+        ):
+            return pages_error(request, error, status)
+        return JSONResponse(error.to_dict(), status_code=status)
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -78,6 +90,9 @@ def create_app(root: Path, *, scheduler: Scheduler | None = None) -> FastAPI:
         return Response(generate_latest(state["registry"]), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(api_router(ws))
+    app.include_router(ui_router(ws))
+    app.mount("/static", StaticFiles(directory=str(UI_STATIC)), name="static")
     app.add_middleware(TokenAuth, tokens=lambda: ws().tokens)
+    app.add_middleware(SecurityHeaders)
 
     return app

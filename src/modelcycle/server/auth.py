@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import quote
 
 import anyio.to_thread
 from fastapi import Request
@@ -67,7 +68,7 @@ class TokenAuth:
         try:
             row = await anyio.to_thread.run_sync(_check, service, token)
         except ModelcycleError as e:
-            await _refuse(send, e, html=_wants_html(scope))
+            await _refuse(send, e, html=_wants_html(scope), path=path)
             return
         state["token"] = row
         if row is None:
@@ -90,15 +91,19 @@ def _wants_html(scope: Scope) -> bool:
     return b"text/html" in accept
 
 
-async def _refuse(send: Send, error: ModelcycleError, *, html: bool) -> None:
+async def _refuse(send: Send, error: ModelcycleError, *, html: bool, path: str) -> None:
     import orjson
 
     if html and isinstance(error, AuthenticationError):
+        target = quote(path, safe="/")
         await send(
             {
                 "type": "http.response.start",
                 "status": 303,
-                "headers": [(b"location", b"/login"), (b"content-length", b"0")],
+                "headers": [
+                    (b"location", f"/login?next={target}".encode()),
+                    (b"content-length", b"0"),
+                ],
             }
         )
         await send({"type": "http.response.body", "body": b""})

@@ -8,9 +8,9 @@ locked, so concurrent writers get distinct numbers and none is lost.
 from __future__ import annotations
 
 import datetime as dt
-from contextvars import ContextVar
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 

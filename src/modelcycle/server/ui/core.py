@@ -1,0 +1,170 @@
+"""What every page shares: templates, rendering, sign-in, CSRF, roles for form posts.
+
+Sign-in stores the token in an HttpOnly, SameSite=Strict cookie; the auth middleware
+accepts it like a bearer header. Forms that change something carry a CSRF token: a
+random value in a second cookie that the form must repeat (double submit), checked by
+`Pages.check_form` together with the role the change needs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import importlib
+import math
+import secrets
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from modelcycle.access.tokens import TokenService, role_allows
+from modelcycle.core.errors import AuthenticationError, ModelcycleError, UsageError
+from modelcycle.server.auth import COOKIE
+
+if TYPE_CHECKING:
+    from modelcycle.api.workspace import Workspace
+
+HERE = Path(__file__).parent
+CSRF_COOKIE = "modelcycle_csrf"
+SECTIONS = ("home",)  # each section module adds its pages: see ui_router
+NAV = (
+    ("/", "Home"),
+    ("/datasets", "Datasets"),
+    ("/runs", "Runs"),
+    ("/models", "Models"),
+    ("/deployments", "Deployments"),
+    ("/monitors", "Monitoring"),
+)
+
+
+def when(value: dt.datetime | str | None) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def num(value: Any, digits: int = 4) -> str:
+    if value is None or isinstance(value, bool):
+        return "–" if value is None else str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return "–" if not math.isfinite(value) else f"{value:.{digits}g}"
+    return str(value)
+
+
+def size(n: int | None) -> str:
+    if n is None:
+        return "–"
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TB"
+
+
+def _templates() -> Jinja2Templates:
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.filters.update(when=when, num=num, size=size)
+    templates.env.globals["nav"] = NAV
+    return templates
+
+
+TEMPLATES = _templates()
+
+
+def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    """``template`` with the signed-in token, the CSRF token and the current path."""
+    token = getattr(request.state, "token", None)
+    csrf = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
+    response = TEMPLATES.TemplateResponse(
+        request,
+        template,
+        {"token": token, "csrf": csrf, "path": request.url.path, **context},
+        status_code=status_code,
+    )
+    if request.cookies.get(CSRF_COOKIE) != csrf:
+        response.set_cookie(CSRF_COOKIE, csrf, httponly=True, samesite="strict", path="/")
+    return response
+
+
+def error_page(request: Request, error: ModelcycleError, status: int) -> HTMLResponse:
+    """A workspace error as a page (for browsers; API clients get JSON)."""
+    return render(request, "error.html", status_code=status, error=error)
+
+
+class Pages:
+    """Shared by page handlers: the workspace and the template renderer."""
+
+    def __init__(self, ws: Callable[[], Workspace]) -> None:
+        self.ws = ws
+        self.templates = TEMPLATES
+
+    def render(
+        self, request: Request, template: str, status_code: int = 200, **context: Any
+    ) -> HTMLResponse:
+        return render(request, template, status_code, **context)
+
+    def check_form(self, request: Request, form: Mapping[str, Any], role: str) -> None:
+        """Refuse a form post without the CSRF token, or by a role that may not."""
+        sent = str(form.get("csrf", ""))
+        expected = request.cookies.get(CSRF_COOKIE, "")
+        if not expected or not hmac.compare_digest(sent, expected):
+            raise UsageError(
+                "the form's CSRF token does not match", hint="reload the page and try again"
+            )
+        TokenService.authorize(request.state.token, role)
+
+    def can(self, request: Request, role: str) -> bool:
+        token = request.state.token
+        return token is None or role_allows(token.role, role)
+
+    def error(self, request: Request, error: ModelcycleError, status: int) -> HTMLResponse:
+        return error_page(request, error, status)
+
+
+def ui_router(ws: Callable[[], Workspace]) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+    pages = Pages(ws)
+
+    @router.get("/login", response_class=HTMLResponse)
+    def login_form(request: Request, error: str | None = None) -> HTMLResponse:
+        return pages.render(request, "login.html", error=error)
+
+    @router.post("/login")
+    async def login(request: Request) -> Response:
+        form = await request.form()
+        token = str(form.get("token", "")).strip()
+        try:
+            row = ws().tokens.authenticate(token)
+        except AuthenticationError as e:
+            return pages.render(request, "login.html", status_code=401, error=e.message)
+        response = RedirectResponse(str(form.get("next") or "/"), status_code=303)
+        if not response.headers["location"].startswith("/"):
+            response.headers["location"] = "/"
+        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/")
+        response.set_cookie(
+            CSRF_COOKIE, secrets.token_urlsafe(24), httponly=True, samesite="strict", path="/"
+        )
+        del row
+        return response
+
+    @router.post("/logout")
+    async def logout(request: Request) -> Response:
+        form = await request.form()
+        pages.check_form(request, form, "reader")
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    for section in SECTIONS:
+        module = importlib.import_module(f"modelcycle.server.ui.{section}")
+        module.register(router, pages)
+    return router
