@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 HERE = Path(__file__).parent
 CSRF_COOKIE = "modelcycle_csrf"
-SECTIONS = ("home",)  # each section module adds its pages: see ui_router
 NAV = (
     ("/", "Home"),
     ("/datasets", "Datasets"),
@@ -164,7 +163,20 @@ def ui_router(ws: Callable[[], Workspace]) -> APIRouter:
         response.delete_cookie(COOKIE, path="/")
         return response
 
-    for section in SECTIONS:
+    for section in sections():
         module = importlib.import_module(f"modelcycle.server.ui.{section}")
         module.register(router, pages)
     return router
+
+
+def sections() -> list[str]:
+    """The modules of this package that add pages (each defines ``register``)."""
+    import pkgutil
+
+    import modelcycle.server.ui as package
+
+    return sorted(
+        m.name
+        for m in pkgutil.iter_modules(package.__path__)
+        if m.name != "core" and not m.name.startswith("_")
+    )
