@@ -33,6 +33,7 @@ CSRF_COOKIE = "modelcycle_csrf"
 NAV = (
     ("/", "Home"),
     ("/datasets", "Datasets"),
+    ("/labeling", "Labeling"),
     ("/runs", "Runs"),
     ("/models", "Models"),
     ("/deployments", "Deployments"),
