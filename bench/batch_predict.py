@@ -14,6 +14,8 @@ Per repetition (the order of the two sides alternates):
     inprocess   `model.predict(X)` on the 1M x 20 DataFrame, the fitted scikit-learn object
                 itself (the ceiling a scorer could reach: no reading, no writing); the
                 median of 5 calls
+    read        `pyarrow.parquet.read_table` of the 20 features and `id`, nothing else: the
+                floor of any scorer that starts from the file (median of 3 calls)
     diy         what a script without modelcycle does: `pd.read_parquet` (the 20 features
                 and `id`) + `model.predict` + `DataFrame.to_parquet` of id and prediction
     api         `modelcycle.deploy.batch.score(..., include_columns=["id"], proba=False)`,
@@ -24,7 +26,9 @@ Per repetition (the order of the two sides alternates):
   cli     `modelcycle predict bench-lr@1 --input input.parquet --output out-cli.parquet
           --keep id --no-proba --overwrite --json`, run in the workspace folder as one child
           process, wall clock (interpreter start, imports, opening the workspace, loading the
-          model: everything a user waits for); then the same without --no-proba (`cli_proba`).
+          model: everything a user waits for); then the same without --no-proba (`cli_proba`),
+          and the first command on the 1,000-row file (`cli_1k`: the fixed cost, everything
+          but the scoring).
 
 Every output is checked afterwards (untimed): same row count, ids in input order,
 predictions equal to the fitted model's.
@@ -35,7 +39,10 @@ rows/s. The last line is
   SUMMARY bench_batch_predict inprocess_rows_s=... modelcycle_rows_s=... ratio=... ...
 
 where modelcycle_rows_s is the `cli` figure (the command, predictions only, like
-`model.predict`); the api, api_proba, cli_proba and diy figures and their ratios follow.
+`model.predict`); the api, api_proba, cli_proba, diy and read figures and their ratios follow.
+`read_ratio` is the read figure over inprocess: no scorer that reads the file can do better
+than that, with no start-up, no predicting and no writing. `cli_fixed_s` is the cli_1k wall
+time, and `cli_vs_diy` compares the command with the pandas script (which starts warm).
 
     python bench/batch_predict.py [--reps 3] [--rows 1000000] [--workers N] [--chunk-rows N]
     python bench/batch_predict.py --rows 100000 --reps 1      # smoke
@@ -63,7 +70,7 @@ FEATURES = 20
 TRAIN_ROWS = 100_000
 MODEL = "bench-lr"
 TARGET_RATIO = 0.5
-FIGURES = ["inprocess", "diy", "api", "api_proba", "cli", "cli_proba"]
+FIGURES = ["inprocess", "read", "diy", "api", "api_proba", "cli", "cli_proba"]
 # Attach `predict` to the real command in-process, then run its real entry point.
 ATTACHED_CLI = (
     "import sys\n"
@@ -127,6 +134,7 @@ def check_output(path: Path, expected: Any) -> None:
 def child(args: argparse.Namespace) -> dict[str, Any]:
     """The python side of one repetition, in this (fresh) process."""
     import pandas as pd
+    import pyarrow.parquet as pq
 
     import modelcycle as mc
     from modelcycle.deploy.batch import score
@@ -147,6 +155,14 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         calls.append(time.perf_counter() - t)
     out["inprocess_s"] = statistics.median(calls)
     del frame, x
+
+    reads = []
+    for _ in range(3):
+        t = time.perf_counter()
+        table = pq.read_table(source, columns=["id", *features()])
+        reads.append(time.perf_counter() - t)
+        del table
+    out["read_s"] = statistics.median(reads)
 
     t = time.perf_counter()
     data = pd.read_parquet(source, columns=["id", *features()])
@@ -205,6 +221,7 @@ def run_python(args: argparse.Namespace, work: Path, rep: int) -> dict[str, Any]
     n = res["rows"]
     print(
         f"  rep {rep}  python  inprocess {n / res['inprocess_s']:12,.0f} rows/s"
+        f"  read {n / res['read_s']:11,.0f}"
         f"  diy {n / res['diy_s']:11,.0f}  api {n / res['api_s']:11,.0f}"
         f"  api_proba {n / res['api_proba_s']:11,.0f}  ({res['executor']})"
         f"  load1 {res['load1_start']:.2f}-{res['load1_end']:.2f}",
@@ -217,9 +234,14 @@ def run_cli(
     args: argparse.Namespace, work: Path, base: list[str], rep: int, expected: Any
 ) -> dict[str, float]:
     out: dict[str, float] = {}
-    for name, extra in (("cli", ["--no-proba"]), ("cli_proba", [])):
+    steps = (
+        ("cli", "input", ["--no-proba"]),
+        ("cli_proba", "input", []),
+        ("cli_1k", "warmup", ["--no-proba"]),  # 1,000 rows: the fixed cost
+    )
+    for name, source, extra in steps:
         target = work / f"out-{name}.parquet"
-        cmd = [*base, "predict", f"{MODEL}@1", "--input", str(work / "input.parquet")]
+        cmd = [*base, "predict", f"{MODEL}@1", "--input", str(work / f"{source}.parquet")]
         cmd += ["--output", str(target), "--keep", "id", "--overwrite", "--json", *extra]
         if args.workers:
             cmd += ["--workers", str(args.workers)]
@@ -227,7 +249,7 @@ def run_cli(
             cmd += ["--chunk-rows", str(args.chunk_rows)]
         log = work / f"{name}.log"
         sample = timed(cmd, work / "ws", log, tool="modelcycle", step=name, rep=rep)
-        check_output(target, expected)
+        check_output(target, expected if source == "input" else expected[:1000])
         text = log.read_text()
         shown, _ = json.JSONDecoder().raw_decode(text, text.index("{"))
         inner = shown["seconds"]
@@ -294,11 +316,15 @@ def main() -> None:
             f" {rate[k] / ceiling:13.3f}"
         )
     inner = {k: statistics.median(r[f"{k}_inner_s"] for r in results) for k in ("cli", "api")}
+    fixed = statistics.median(r["cli_1k_s"] for r in results)
     print(
         f"cli: score() took {inner['cli']:.3f} s (median; its first model load imports"
         f" scikit-learn and skops) of {statistics.median(r['cli_s'] for r in results):.3f} s"
         f" wall, the rest is the interpreter, the CLI's imports and opening the workspace;"
-        f" in a warm process (api) score() took {inner['api']:.3f} s"
+        f" in a warm process (api) score() took {inner['api']:.3f} s\n"
+        f"cli_1k: the same command on 1,000 rows took {fixed:.3f} s wall (the fixed cost);"
+        f" reading the input alone runs at {rate['read'] / ceiling:.3f} x in-process predict,"
+        f" the best ratio any scorer starting from the file could reach"
     )
 
     out_dir = args.data / "results"
@@ -315,6 +341,8 @@ def main() -> None:
         f" api_rows_s={rate['api']:.0f} api_ratio={rate['api'] / ceiling:.3f}"
         f" api_proba_rows_s={rate['api_proba']:.0f} cli_proba_rows_s={rate['cli_proba']:.0f}"
         f" diy_rows_s={rate['diy']:.0f} api_vs_diy={rate['api'] / rate['diy']:.2f}"
+        f" cli_vs_diy={rate['cli'] / rate['diy']:.3f} read_rows_s={rate['read']:.0f}"
+        f" read_ratio={rate['read'] / ceiling:.3f} cli_fixed_s={fixed:.3f}"
         f" rows={rows} reps={args.reps}"
     )
 

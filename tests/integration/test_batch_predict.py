@@ -9,6 +9,9 @@ from __future__ import annotations
 import gzip
 import itertools
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,6 +48,16 @@ class Rule:
 
     def predict(self, data: Any) -> Any:
         return (pd.DataFrame(data)[self.column] > self.cutoff).astype("int64").to_numpy()
+
+
+class BlasThreads:
+    """A python_function model that predicts how many threads BLAS may use while it runs."""
+
+    def predict(self, data: Any) -> Any:
+        from threadpoolctl import threadpool_info
+
+        counts = {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+        return np.full(len(pd.DataFrame(data)), max(counts), dtype=np.int64)
 
 
 def _iris() -> tuple[pd.DataFrame, pd.Series]:
@@ -273,6 +286,39 @@ def test_python_models_score_in_worker_processes(workspace: mc.Workspace, tmp_pa
     assert got.columns.tolist() == ["id", "prediction"]
     assert got["id"].tolist() == _ids(len(x))
     assert got["prediction"].tolist() == rule.predict(x).tolist()
+
+
+@LOCAL_ONLY
+def test_threads_share_the_cpus_with_blas_and_give_them_back(
+    workspace: mc.Workspace, tmp_path: Path
+) -> None:
+    # each scoring thread calls BLAS; BLAS threads on top of them would oversubscribe the CPUs
+    from threadpoolctl import threadpool_info
+
+    def blas() -> set[int]:
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    x, _ = _iris()
+    ref = _register(workspace, BlasThreads(), x, "blas")
+    source = tmp_path / "iris.parquet"
+    x.to_parquet(source, index=False)
+    before = blas()
+    cpus = os.cpu_count() or 1
+    for workers in (1, 2, cpus + 1):
+        out = tmp_path / f"blas-{workers}.parquet"
+        score(
+            workspace.models,
+            ref,
+            source,
+            out,
+            workers=workers,
+            pool="threads",
+            chunk_rows=50,
+            trusted=[f"{__name__}.BlasThreads"],
+        )
+        shared = pd.read_parquet(out)["prediction"]
+        assert set(shared) == {min(max(before), max(1, cpus // workers))}  # never raised
+        assert blas() == before  # restored afterwards
 
 
 # -- bad input -------------------------------------------------------------------------------
@@ -655,3 +701,86 @@ def test_a_failing_model_names_the_rows(tmp_path: Path) -> None:
     assert (
         err.value.message == "the model failed on rows 101-105: ValueError: Input X contains NaN."
     )
+
+
+@pytest.mark.parametrize(
+    "arrow",
+    [
+        pa.bool_(),
+        pa.int8(),
+        pa.uint32(),
+        pa.int64(),
+        pa.float16(),
+        pa.float32(),
+        pa.float64(),
+        pa.string(),
+        pa.large_string(),
+        pa.binary(),
+        pa.binary(4),
+        pa.dictionary(pa.int32(), pa.string()),
+        pa.dictionary(pa.int8(), pa.large_string()),
+        pa.dictionary(pa.int32(), pa.int64()),
+        pa.timestamp("us"),
+        pa.timestamp("ns", "UTC"),
+        pa.date32(),
+        pa.date64(),
+        pa.duration("ms"),
+        pa.time64("us"),
+        pa.decimal128(10, 2),
+        pa.list_(pa.float64()),
+        pa.null(),
+    ],
+    ids=str,
+)
+def test_column_types_are_read_off_the_arrow_schema_as_from_a_frame(arrow: pa.DataType) -> None:
+    # chunks are checked against the signature without making a frame: the same dtype names
+    import polars as pl
+
+    from modelcycle.flavors.signature import describe
+
+    _, specs = describe(pl.from_arrow(pa.schema([("c", arrow)]).empty_table()))
+    assert batch._signature_dtype(arrow) == specs[0].dtype
+
+
+def test_float_inputs_make_the_same_frame_as_to_pandas() -> None:
+    schema = pa.schema([("b", pa.float64()), ("a", pa.float64())])
+    parts = [
+        pa.record_batch({"b": [1.0, None, 3.0], "a": [4.0, 5.0, np.nan]}, schema=schema),
+        pa.record_batch({"b": [7.0], "a": [None]}, schema=schema),
+    ]
+    table = pa.Table.from_batches(parts)  # two chunks per column, nulls in both
+    frame = batch._frame(table)
+    pd.testing.assert_frame_equal(frame, table.to_pandas())
+    assert frame.to_numpy().flags.f_contiguous  # scikit-learn takes it without a copy
+    mixed = pa.table({"n": pa.array([1, None], pa.int64()), "x": [0.5, 1.5]})
+    pd.testing.assert_frame_equal(batch._frame(mixed), mixed.to_pandas())
+
+
+@LOCAL_ONLY
+def test_loading_a_scikit_learn_model_does_not_import_torch(
+    workspace: mc.Workspace,
+    tmp_path: Path,
+    iris_model: tuple[str, Any, pd.DataFrame],
+    iris_parquet: Path,
+) -> None:
+    # skops lists scikit-learn's estimators by importing every package of scikit-learn,
+    # the array-API adapter for PyTorch among them; that import (seconds) is skipped
+    ref, _, _ = iris_model
+    code = (
+        "import sys\n"
+        "import modelcycle as mc\n"
+        "from modelcycle.deploy.batch import score\n"
+        f"ws = mc.Workspace.open({str(workspace.root)!r})\n"
+        f"score(ws.models, {ref!r}, {str(iris_parquet)!r}, {str(tmp_path / 'o.parquet')!r})\n"
+        "ws.close()\n"
+        "import skops.io._trusted_types as trusted\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[-1] == 'torch'))\n"
+        "print('sklearn.linear_model._logistic.LogisticRegression'"
+        " in trusted.SKLEARN_ESTIMATOR_TYPE_NAMES)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    # not imported, and no marker left behind: a later import would work as usual
+    assert done.stdout.split("\n")[:2] == ["[]", "True"]

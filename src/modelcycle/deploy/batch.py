@@ -10,7 +10,8 @@ so a failure leaves no partial file.
 Where chunks are predicted:
 
 - ``local`` with threads sharing one loaded model, for flavors whose predict runs in native
-  code that releases the GIL (scikit-learn, XGBoost, LightGBM, ONNX, PyTorch, Keras);
+  code that releases the GIL (scikit-learn, XGBoost, LightGBM, ONNX, PyTorch, Keras); BLAS
+  is limited to the threads' share of the CPUs meanwhile;
 - ``local`` with a process pool whose workers each load the model once, for
   ``python_function`` models (their predict is Python, which holds the GIL);
 - ``ray`` / ``ray://HOST:PORT`` with one actor per worker, each loading the model once from
@@ -20,6 +21,7 @@ Where chunks are predicted:
 from __future__ import annotations
 
 import csv
+import importlib
 import io
 import itertools
 import os
@@ -52,7 +54,7 @@ from modelcycle.core.progress import NullProgress, Progress
 from modelcycle.data.formats import TABLE_SUFFIXES
 from modelcycle.executors import RayExecutor, open_executor
 from modelcycle.flavors.package import LoadedModel, load_package
-from modelcycle.flavors.signature import Signature
+from modelcycle.flavors.signature import Signature, compatible
 
 if TYPE_CHECKING:
     from modelcycle.data.service import DatasetService
@@ -73,8 +75,10 @@ _COMPRESSED = (".gz", ".bz2", ".zst")
 _CSV_BLOCK_BYTES = 8 << 20
 _READ_BUFFER = 1 << 20
 # Dictionary-encode only the predictions (few distinct labels): trying it on every float
-# column costs more than predicting.
-_PARQUET_OUTPUT = {"compression": "zstd", "compression_level": 1, "use_dictionary": [PREDICTION]}
+# column costs more than predicting. Snappy, Parquet's usual codec: zstd (even at level 1)
+# took about 1.5x its CPU time to write 1M predictions and class probabilities, which do not
+# compress; writing uncompressed saves a little more time but makes files up to twice as big.
+_PARQUET_OUTPUT = {"compression": "snappy", "use_dictionary": [PREDICTION]}
 
 
 @dataclass(frozen=True)
@@ -262,7 +266,7 @@ class _Scorer:
 
     def __call__(self, chunk: pa.Table, first_row: int) -> pa.Table:
         plan = self.plan
-        frame = chunk.select(list(plan.inputs)).to_pandas()
+        frame = _frame(chunk.select(list(plan.inputs)))
         for name in plan.categories:
             if str(frame[name].dtype) != "category":
                 frame[name] = frame[name].astype("category")
@@ -292,6 +296,26 @@ class _Scorer:
             for j, name in enumerate(names):
                 columns[name] = pa.array(np.ascontiguousarray(probabilities[:, j]))
         return pa.table(columns)
+
+
+def _frame(table: pa.Table) -> Any:
+    """``table`` as a pandas DataFrame, the same frame ``table.to_pandas()`` makes.
+
+    All-float64 inputs (the common case) are copied once, column by column, into one
+    column-major matrix that the frame wraps without copying: a model that turns the frame
+    into an array (scikit-learn does) gets that matrix as it is.
+    """
+    if not all(pa.types.is_float64(t) for t in table.schema.types):
+        return table.to_pandas()
+    import pandas as pd
+
+    matrix = np.empty((table.num_rows, table.num_columns), order="F")
+    for j, column in enumerate(table.columns):
+        row = 0
+        for part in column.chunks:  # nulls become NaN, as in to_pandas
+            matrix[row : row + len(part), j] = part.to_numpy(zero_copy_only=False)
+            row += len(part)
+    return pd.DataFrame(matrix, columns=table.column_names, copy=False)
 
 
 def _column(values: np.ndarray[Any, Any], rows: int, what: str) -> pa.Array:
@@ -574,18 +598,59 @@ def _read_ahead(items: Iterator[T], depth: int) -> Generator[T, None, None]:
 
 
 def _check_types(plan: _Plan, schema: pa.Schema, name: str) -> None:
-    if plan.signature is None:
+    sig = plan.signature
+    if sig is None:
         return
-    import polars as pl
+    if sig.kind == "columns":
+        # straight from the Arrow types: no frame (and no polars import) needed
+        problems: list[str] = []
+        for spec in sig.inputs:
+            index = schema.get_field_index(str(spec.name))
+            if index < 0:
+                problems.append(f"missing column {spec.name!r}")
+                continue
+            actual = _signature_dtype(schema.field(index).type)
+            if not compatible(spec.dtype, actual):
+                problems.append(f"column {spec.name!r} should be {spec.dtype} but is {actual}")
+    else:
+        import polars as pl
 
-    # the signature reads dtypes off a frame's schema: an empty frame with these types will do
-    problems = plan.signature.problems(pl.from_arrow(schema.empty_table()))
+        # a tensor signature reads the dtype of the frame as one array: an empty frame will do
+        problems = sig.problems(pl.from_arrow(schema.empty_table()))
     if problems:
         raise InputDataError(
             f"{name} does not match the model's signature: " + "; ".join(problems),
-            hint="the model takes " + ", ".join(s.describe() for s in plan.signature.inputs),
+            hint="the model takes " + ", ".join(s.describe() for s in sig.inputs),
             problems=problems,
         )
+
+
+def _signature_dtype(arrow: pa.DataType) -> str:
+    """The signature dtype of an Arrow column, as for the same column in a polars frame."""
+    if pa.types.is_dictionary(arrow):
+        value = _signature_dtype(arrow.value_type)
+        return "category" if value == "string" else value
+    if pa.types.is_boolean(arrow):
+        return "bool"
+    if pa.types.is_integer(arrow):
+        return str(arrow)  # int8 … uint64
+    if pa.types.is_floating(arrow):
+        return f"float{arrow.bit_width}"
+    if pa.types.is_string(arrow) or pa.types.is_large_string(arrow) or str(arrow) == "string_view":
+        return "string"
+    if (
+        pa.types.is_binary(arrow)
+        or pa.types.is_large_binary(arrow)
+        or pa.types.is_fixed_size_binary(arrow)
+    ):
+        return "bytes"
+    if pa.types.is_timestamp(arrow) or pa.types.is_date64(arrow):
+        return "datetime"
+    if pa.types.is_date32(arrow):
+        return "date"
+    if pa.types.is_duration(arrow):
+        return "duration"
+    return "object"
 
 
 # -- where chunks are predicted ---------------------------------------------------------------
@@ -636,7 +701,10 @@ def _open_runner(
         )
         return _PoolRunner(processes, count, _score_in_process, ("process", "processes"))
     threads = ThreadPoolExecutor(count, thread_name_prefix="modelcycle-score")
-    return _PoolRunner(threads, count, _Scorer(loaded, plan), ("thread", "threads"))
+    cpus = os.cpu_count() or 1
+    return _PoolRunner(
+        threads, count, _Scorer(loaded, plan), ("thread", "threads"), max(1, cpus // count)
+    )
 
 
 class _PoolRunner:
@@ -648,11 +716,14 @@ class _PoolRunner:
         workers: int,
         fn: Callable[[pa.Table, int], pa.Table],
         unit: tuple[str, str],
+        blas_threads: int | None = None,
     ) -> None:
         self.pool = pool
         self.workers = workers
         self.fn = fn
         self.unit = unit
+        self.blas_threads = blas_threads
+        self.limits: Any = None
 
     def submit(self, chunk: pa.Table, first_row: int) -> Future[pa.Table]:
         return self.pool.submit(self.fn, chunk, first_row)
@@ -671,10 +742,39 @@ class _PoolRunner:
         return f"local ({self.workers} {self.unit[self.workers > 1]})"
 
     def __enter__(self) -> _PoolRunner:
+        if self.blas_threads is not None:
+            self.limits = _limit_blas(self.blas_threads)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        try:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        finally:
+            if self.limits is not None:
+                self.limits.restore_original_limits()
+
+
+def _limit_blas(threads: int) -> Any:
+    """Limit the BLAS libraries loaded in this process to ``threads`` threads, until restored.
+
+    Threads that score chunks side by side each call BLAS (numpy's matrix products), and
+    BLAS would start as many threads again for every call: on 2 CPUs, 2 workers x 2 OpenBLAS
+    threads took about 1.5x the CPU time (OpenBLAS threads spin while they wait), and the
+    benchmark's predictions and probabilities came out bit-identical either way. A library
+    already set to fewer threads keeps its setting. The limit holds for the whole process
+    while scoring runs. None when nothing is lowered, or when threadpoolctl (a scikit-learn
+    dependency) is not installed.
+    """
+    try:
+        threadpoolctl = importlib.import_module("threadpoolctl")
+    except ImportError:
+        return None
+    lower = {
+        lib["prefix"]: threads
+        for lib in threadpoolctl.threadpool_info()
+        if lib["user_api"] == "blas" and lib["num_threads"] > threads
+    }
+    return threadpoolctl.threadpool_limits(limits=lower) if lower else None
 
 
 # One loaded model per worker process, set by the pool's initializer.

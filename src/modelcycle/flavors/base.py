@@ -8,12 +8,13 @@ names the pip extra to install.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import importlib.metadata
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any, ClassVar
@@ -81,15 +82,50 @@ class Flavor(ABC):
         return []
 
 
+# What importing a framework would import for nothing: {framework: {module: the heavy module
+# it pulls in}}. skops.io builds its list of trusted scikit-learn classes at import time with
+# sklearn.utils.all_estimators(), whose pkgutil.walk_packages imports every *package* of
+# scikit-learn to list its contents, including the vendored array-API adapter for PyTorch,
+# which imports torch (seconds). all_estimators skips everything under sklearn.externals, so
+# its list is the same without the adapter.
+_IMPORTED_FOR_NOTHING = {"skops.io": {"sklearn.externals.array_api_compat.torch": "torch"}}
+
+
 def import_framework(module: str, extra: str | None) -> ModuleType:
     """Import ``module``, or say which extra installs it."""
+    skipped = [
+        name
+        for name, heavy in _IMPORTED_FOR_NOTHING.get(module, {}).items()
+        if module not in sys.modules and heavy not in sys.modules
+    ]
     try:
-        return importlib.import_module(module)
+        with _skipped(skipped):
+            return importlib.import_module(module)
     except ImportError as e:
         hint = f"pip install 'modelcycle[{extra}]'" if extra else f"pip install {module}"
         raise UsageError(
             f"this model needs {module!r}, which is not installed ({e})", hint=hint
         ) from e
+
+
+@contextlib.contextmanager
+def _skipped(names: Sequence[str]) -> Iterator[None]:
+    """Within the block, importing any of ``names`` that is not imported yet fails.
+
+    ``None`` in ``sys.modules`` is Python's own marker for "do not import" (ImportError, which
+    pkgutil.walk_packages passes over); it is removed afterwards, so a later import of the
+    name works as usual. Used only while the heavy module is not loaded: no code can be
+    using the skipped one meanwhile.
+    """
+    marked = [name for name in names if name not in sys.modules]
+    for name in marked:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for name in marked:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
 
 
 def loaded_module(name: str) -> ModuleType | None:
