@@ -450,12 +450,14 @@ class DeploymentService:
         until: dt.datetime | None = None,
         *,
         limit: int | None = None,
+        columns: Sequence[str] | None = None,
     ) -> pl.DataFrame:
         """Logged predictions with ``since <= ts <= until``, oldest first, as a polars
         DataFrame (``.to_pandas()`` for pandas). ``target`` is a deployment name, a model
         ref (``churn@7``, ``churn@champion`` resolved now), or a model name (all its
         versions); a name that is both a deployment and a model means the deployment.
-        Naive times are UTC. ``limit`` keeps the newest rows."""
+        Naive times are UTC. ``limit`` keeps the newest rows; ``columns`` reads only
+        those columns (and ``ts``)."""
         from modelcycle.deploy.segments import read_predictions
 
         deployment, model, version = self._log_scope(target)
@@ -468,6 +470,7 @@ class DeploymentService:
             since=since,
             until=until,
             limit=limit,
+            columns=columns,
         )
 
     def _log_scope(self, target: str) -> tuple[str | None, str | None, int | None]:
