@@ -201,3 +201,5 @@ def test_token_cli_prints_the_token_last(tmp_path: Path) -> None:
     assert [t["name"] for t in listed] == ["ana"] and token not in json.dumps(listed)
     r = run_cli("token", "create", "bob", "--role", "boss", cwd=root, expect=2)
     assert r.returncode == 2 and "unknown role" in r.stderr
+    r = run_cli("token", "create", "bob", "--expires", "99999999d", cwd=root, expect=2)
+    assert "within 100 years" in r.stderr and "Traceback" not in r.stderr

@@ -28,6 +28,7 @@ from modelcycle.store.tokens import TokenRow, TokenStore
 ROLES = ("reader", "editor", "admin")
 PREFIX = "mc_"
 _CACHE_SIZE = 4096
+MAX_LIFETIME = 100 * 365.25 * 86400.0
 
 
 def role_allows(role: str, needed: str) -> bool:
@@ -69,8 +70,11 @@ class TokenService:
                 f"token name {name!r} is not valid",
                 hint="use letters, digits, '-', '_', '.' and '@' (e.g. ci-bot or ana@team)",
             )
-        if expires_in is not None and expires_in <= 0:
-            raise UsageError("a token must expire in the future", hint="e.g. --expires 30d")
+        if expires_in is not None and not 0 < expires_in <= MAX_LIFETIME:
+            raise UsageError(
+                "a token must expire in the future and within 100 years",
+                hint="e.g. --expires 30d, or no --expires for a token that never expires",
+            )
         secret = PREFIX + secrets.token_urlsafe(32)
         expires_at = None if expires_in is None else utcnow() + dt.timedelta(seconds=expires_in)
         with self._lock:

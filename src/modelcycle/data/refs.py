@@ -11,6 +11,8 @@ NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}", re.ASCII)
 _TAG_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}", re.ASCII)
 HASH_PREFIX_RE = re.compile(r"[0-9a-f]{4,128}")
 _DIGITS = re.compile(r"[0-9]+")
+# Version numbers are 64-bit integers in every store.
+MAX_VERSION = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,13 @@ def parse_ref(text: str) -> Ref:
     if selector == "latest":
         return Ref(name)
     if _DIGITS.fullmatch(selector):
+        # Compared as text first: int() refuses numbers of more than 4300 digits.
+        digits = selector.lstrip("0")
+        if len(digits) > len(str(MAX_VERSION)) or int(digits or "0") > MAX_VERSION:
+            raise RefError(
+                f"{text!r}: no version number is that big",
+                hint=f"write {name}@latest for the newest version",
+            )
         if int(selector) < 1:
             raise RefError(f"{text!r}: versions are numbered from 1", hint=f"try {name}@1")
         return Ref(name, str(int(selector)))

@@ -85,7 +85,13 @@ def create_app(root: Path, *, scheduler: Scheduler | None = None) -> FastAPI:
             }
         return out
 
-    @app.get("/metrics")
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={
+            200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}
+        },
+    )
     def metrics() -> Response:
         return Response(generate_latest(state["registry"]), media_type=CONTENT_TYPE_LATEST)
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Body, Depends, Path, Query
+from pydantic import BaseModel, Field, RootModel
 
+from modelcycle.core.errors import ERROR_TABLE
 from modelcycle.server.auth import needs
 
 if TYPE_CHECKING:
@@ -19,11 +20,87 @@ READ = [Depends(needs("reader"))]
 EDIT = [Depends(needs("editor"))]
 ADMIN = [Depends(needs("admin"))]
 
+# Ids are 64-bit integers in every store; a bigger number is refused as bad input.
+MAX_ID = 2**63 - 1
+# A token may live at most 100 years (a datetime cannot go past the year 9999).
+MAX_TOKEN_SECONDS = 100 * 365.25 * 24 * 3600
+
+
+class ErrorBody(BaseModel):
+    """What every workspace error answers with (`ModelcycleError.to_dict`)."""
+
+    error: str = Field(description="The error's class, e.g. NotFoundError")
+    message: str = Field(description="What was wrong")
+    hint: str | None = Field(default=None, description="How to fix it, when known")
+    details: dict[str, Any] | None = Field(
+        default=None, description="Machine-readable specifics, e.g. the role needed"
+    )
+
+
+class HttpProblem(BaseModel):
+    """The HTTP layer's own answer, before a handler runs: a body that is not JSON (400),
+    a path that names no route (404)."""
+
+    detail: str
+
+
+class FieldProblem(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class RequestInvalid(BaseModel):
+    """FastAPI's answer to a request that does not match the declared parameters or body."""
+
+    detail: list[FieldProblem]
+
+
+class BadRequest(RootModel[ErrorBody | HttpProblem]):
+    """400: a workspace error, or a body that is not JSON."""
+
+
+class NotFound(RootModel[ErrorBody | HttpProblem]):
+    """404: a workspace error, or a path that names no route."""
+
+
+class Unprocessable(RootModel[ErrorBody | RequestInvalid]):
+    """422: a workspace error, or parameters or a body that do not match the schema."""
+
+
+# Statuses the HTTP layer answers itself too, with its own body, and what it means by them.
+FRAMEWORK: dict[int, tuple[type[BaseModel], str]] = {
+    400: (BadRequest, "a body that is not JSON"),
+    404: (NotFound, "a path that names no route"),
+    422: (Unprocessable, "parameters or a body that do not match the schema"),
+}
+
+
+def _error_responses() -> dict[int | str, dict[str, Any]]:
+    """Every status a workspace error maps to (`ERROR_TABLE`), each naming its errors;
+    500 is left out: it means a bug or a broken store, never an answer to a request."""
+    names: dict[int, list[str]] = {}
+    for cls, (_, status) in ERROR_TABLE.items():
+        if status != 500:
+            names.setdefault(status, []).append(cls.__name__)
+    out: dict[int | str, dict[str, Any]] = {}
+    for status, classes in sorted(names.items()):
+        model: type[BaseModel] = ErrorBody
+        description = ", ".join(classes)
+        if status in FRAMEWORK:
+            model, why = FRAMEWORK[status]
+            description += f"; or {why}"
+        out[status] = {"model": model, "description": description}
+    return out
+
+
+ERRORS = _error_responses()
+
 
 class TokenRequest(BaseModel):
     name: str = Field(description="Who or what uses the token, e.g. ci-bot")
     role: str = Field(default="reader", description="reader, editor or admin")
-    expires_in_seconds: float | None = Field(default=None, gt=0)
+    expires_in_seconds: float | None = Field(default=None, gt=0, le=MAX_TOKEN_SECONDS)
 
 
 class AckRequest(BaseModel):
@@ -36,12 +113,32 @@ class PromoteRequest(BaseModel):
 
 
 class AliasRequest(BaseModel):
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_ID)
     reason: str | None = None
 
 
+class AliasSet(BaseModel):
+    model: str
+    alias: str
+    version: int
+
+
+class TokenInfo(BaseModel):
+    name: str
+    role: str
+    prefix: str = Field(description="The token's first characters, to tell tokens apart")
+    created_at: str
+    created_by: str
+    expires_at: str | None
+    revoked_at: str | None
+
+
+class NewToken(TokenInfo):
+    token: str = Field(description="The secret; shown this once only")
+
+
 def api_router(ws: Callable[[], Workspace]) -> APIRouter:
-    api = APIRouter(prefix="/api/v1")
+    api = APIRouter(prefix="/api/v1", responses=ERRORS)
 
     # -- datasets ------------------------------------------------------------------------
     @api.get("/datasets", dependencies=READ, tags=["datasets"])
@@ -98,9 +195,9 @@ def api_router(ws: Callable[[], Workspace]) -> APIRouter:
         return ws().models.transition(ref, body.to, reason=body.reason)
 
     @api.put("/models/{name}/aliases/{alias}", dependencies=EDIT, tags=["models"])
-    def set_alias(name: str, alias: str, body: AliasRequest) -> dict[str, Any]:
+    def set_alias(name: str, alias: str, body: AliasRequest) -> AliasSet:
         v = ws().models.set_alias(name, alias, body.version, reason=body.reason)
-        return {"model": name, "alias": alias, "version": v.version}
+        return AliasSet(model=name, alias=alias, version=v.version)
 
     # -- deployments ---------------------------------------------------------------------
     @api.get("/deployments", dependencies=READ, tags=["deployments"])
@@ -142,7 +239,10 @@ def api_router(ws: Callable[[], Workspace]) -> APIRouter:
         return [a.to_dict() for a in found]
 
     @api.post("/alerts/{alert_id}/ack", dependencies=EDIT, tags=["monitoring"])
-    def ack(alert_id: int, body: Annotated[AckRequest | None, Body()] = None) -> dict[str, Any]:
+    def ack(
+        alert_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+        body: Annotated[AckRequest | None, Body()] = None,
+    ) -> dict[str, Any]:
         note = body.note if body else None
         return ws().monitors.acknowledge(alert_id, note=note).to_dict()
 
@@ -153,7 +253,7 @@ def api_router(ws: Callable[[], Workspace]) -> APIRouter:
         return [r.to_dict() for r in ws().maintenance.list(deployment=deployment, limit=limit)]
 
     @api.get("/maintenance/{run_id}", dependencies=READ, tags=["monitoring"])
-    def maintenance_run(run_id: int) -> dict[str, Any]:
+    def maintenance_run(run_id: Annotated[int, Path(ge=1, le=MAX_ID)]) -> dict[str, Any]:
         return ws().maintenance.get(run_id).to_dict()
 
     # -- events and tokens ---------------------------------------------------------------
@@ -166,18 +266,18 @@ def api_router(ws: Callable[[], Workspace]) -> APIRouter:
         return [e.to_dict() for e in ws().events(limit=limit, kind=kind, subject=subject)]
 
     @api.get("/tokens", dependencies=ADMIN, tags=["tokens"])
-    def tokens() -> list[dict[str, Any]]:
-        return [t.to_dict() for t in ws().tokens.list()]
+    def tokens() -> list[TokenInfo]:
+        return [TokenInfo(**t.to_dict()) for t in ws().tokens.list()]
 
     @api.post("/tokens", dependencies=ADMIN, tags=["tokens"], status_code=201)
-    def create_token(body: TokenRequest) -> dict[str, Any]:
+    def create_token(body: TokenRequest) -> NewToken:
         row, secret = ws().tokens.create(
             body.name, role=body.role, expires_in=body.expires_in_seconds
         )
-        return {**row.to_dict(), "token": secret}
+        return NewToken(**row.to_dict(), token=secret)
 
     @api.delete("/tokens/{name}", dependencies=ADMIN, tags=["tokens"])
-    def revoke_token(name: str) -> dict[str, Any]:
-        return ws().tokens.revoke(name).to_dict()
+    def revoke_token(name: str) -> TokenInfo:
+        return TokenInfo(**ws().tokens.revoke(name).to_dict())
 
     return api
