@@ -84,6 +84,7 @@ def test_quickstart_walks_the_data_lifecycle(tmp_path: Path) -> None:
         final = out.split("Lineage of the final champion")[1]
         assert "model cancer@3" in final and "feedback-labelled traffic" in final
         assert "none failed" in out.split("Close the loop")[1]
+        assert "web UI at http://127.0.0.1:8080" in out
         assert ws.fsck().ok
     finally:
         ws.close()

@@ -170,9 +170,10 @@ def _walk(ws: Workspace, root: Path, say: Callable[..., Any]) -> Path:
         f"{'no problems' if fsck.ok else f'{len(fsck.problems)} problems'}"
     )
     say(
-        f"\nDone. Explore it: cd {root} && modelcycle maintenance show 1, modelcycle monitor "
-        "show cancer-drift, modelcycle model history cancer, modelcycle server (API and "
-        "/metrics on 127.0.0.1:8080)"
+        f"\nDone. Explore it: cd {root} && modelcycle server, then open the web UI at "
+        "http://127.0.0.1:8080 (datasets, labeling, runs, models, deployments, monitoring); "
+        "or modelcycle maintenance show 1, modelcycle monitor show cancer-drift, "
+        "modelcycle model history cancer"
     )
     return root
 
