@@ -68,7 +68,10 @@ class TokenAuth:
         try:
             row = await anyio.to_thread.run_sync(_check, service, token)
         except ModelcycleError as e:
-            await _refuse(send, e, html=_wants_html(scope), path=path)
+            query = scope.get("query_string", b"").decode("latin-1")
+            await _refuse(
+                send, e, html=_wants_html(scope), path=f"{path}?{query}" if query else path
+            )
             return
         state["token"] = row
         if row is None:

@@ -262,11 +262,15 @@ class RunStore:
         limit: int,
         *,
         parent_id: str | None = None,
+        offset: int = 0,
     ) -> list[RunRow]:
-        """Live runs matching every clause, ordered, at most ``limit``."""
+        """Live runs matching every clause, ordered, at most ``limit`` of them after the
+        first ``offset`` (pages of a table: the database skips the rows)."""
         columns: list[Any] = [c for c in t.runs.c if c.name != "environment"]
         columns.append(t.experiments.c.name.label("experiment"))
         stmt = _search(columns, experiment_ids, clauses, orders, limit, parent_id)
+        if offset:
+            stmt = stmt.offset(offset)
         with self.store.reading() as conn:
             rows = conn.execute(stmt).all()
         return [_run_row({**row._mapping, "environment": None}) for row in rows]

@@ -95,6 +95,14 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     return response
 
 
+def local_path(target: str) -> str:
+    """``target`` if it is a path on this site, else ``/`` (no open redirects:
+    ``//host``, ``/\\host`` and absolute URLs leave the site)."""
+    if not target.startswith("/") or target.startswith(("//", "/\\")) or "\\" in target:
+        return "/"
+    return target
+
+
 def error_page(request: Request, error: ModelcycleError, status: int) -> HTMLResponse:
     """A workspace error as a page (for browsers; API clients get JSON)."""
     return render(request, "error.html", status_code=status, error=error)
@@ -146,9 +154,7 @@ def ui_router(ws: Callable[[], Workspace]) -> APIRouter:
             row = ws().tokens.authenticate(token)
         except AuthenticationError as e:
             return pages.render(request, "login.html", status_code=401, error=e.message)
-        response = RedirectResponse(str(form.get("next") or "/"), status_code=303)
-        if not response.headers["location"].startswith("/"):
-            response.headers["location"] = "/"
+        response = RedirectResponse(local_path(str(form.get("next") or "/")), status_code=303)
         response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/")
         response.set_cookie(
             CSRF_COOKIE, secrets.token_urlsafe(24), httponly=True, samesite="strict", path="/"
