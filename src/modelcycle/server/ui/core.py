@@ -143,18 +143,22 @@ def ui_router(ws: Callable[[], Workspace]) -> APIRouter:
     pages = Pages(ws)
 
     @router.get("/login", response_class=HTMLResponse)
-    def login_form(request: Request, error: str | None = None) -> HTMLResponse:
-        return pages.render(request, "login.html", error=error)
+    def login_form(request: Request) -> HTMLResponse:
+        next_path = local_path(request.query_params.get("next") or "/")
+        return pages.render(request, "login.html", next_path=next_path)
 
     @router.post("/login")
     async def login(request: Request) -> Response:
         form = await request.form()
         token = str(form.get("token", "")).strip()
+        next_path = local_path(str(form.get("next") or "/"))
         try:
             row = ws().tokens.authenticate(token)
         except AuthenticationError as e:
-            return pages.render(request, "login.html", status_code=401, error=e.message)
-        response = RedirectResponse(local_path(str(form.get("next") or "/")), status_code=303)
+            return pages.render(
+                request, "login.html", status_code=401, error=e.message, next_path=next_path
+            )
+        response = RedirectResponse(next_path, status_code=303)
         response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/")
         response.set_cookie(
             CSRF_COOKIE, secrets.token_urlsafe(24), httponly=True, samesite="strict", path="/"
