@@ -98,6 +98,7 @@ def test_drift_alert_debounce_ack_resolve_and_cooldown(setup: Any, tmp_path: Pat
         channels=[f"file={alerts_file}"],
     )
     assert info.row.reference == "churn-ref@1"  # pinned when created
+    assert info.to_dict()["channels"] == [{"type": "file", "target": f"file {alerts_file}"}]
     assert [r.text for r in info.rules] == ["drift_share > 0.3", "rows < 1"]
 
     # 1. Traffic like the reference: no drift, nothing fires.
@@ -213,6 +214,23 @@ def test_realized_and_estimated_performance(setup: Any) -> None:
     # Without flipped labels the estimate tracks the realized accuracy.
     honest = float((model.predict(frame[FEATURES]) == frame["target"]).mean())
     assert abs(run.result.values["estimated_accuracy"] - honest) < 0.03
+
+
+def test_channel_secrets_are_never_shown(setup: Any) -> None:
+    ws, _ = setup
+    info = ws.monitors.create(
+        "quiet",
+        deployment="churn-live",
+        reference="churn-ref@1",
+        channels=[
+            {"type": "webhook", "url": "https://hooks.example/a/SECRETPATH", "secret": "S3CR3T"},
+            "slack=https://hooks.slack.com/services/T000/B000/XXXXSECRET",
+        ],
+    )
+    shown = json.dumps(info.to_dict()) + json.dumps([e.payload for e in ws.events()])
+    for secret in ("S3CR3T", "SECRETPATH", "XXXXSECRET"):
+        assert secret not in shown
+    assert [c["type"] for c in info.to_dict()["channels"]] == ["webhook", "slack"]
 
 
 def test_bad_settings_are_refused_and_store_nothing(setup: Any) -> None:

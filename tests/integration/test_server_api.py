@@ -107,9 +107,10 @@ def test_open_until_a_token_exists_then_tokens_and_roles(
     r = client.get("/api/v1/datasets", headers=bearer(brief))
     assert r.status_code == 401 and "expired" in r.json()["message"]
 
-    # The login cookie works like the header.
+    # The login cookie signs pages in (the API wants the header: it has no CSRF tokens).
     client.cookies.set("modelcycle_token", reader)
-    assert client.get("/api/v1/datasets").status_code == 200
+    assert client.get("/", headers={"accept": "text/html"}).status_code == 200
+    assert client.get("/api/v1/datasets").status_code == 401
     client.cookies.clear()
 
 
@@ -203,3 +204,44 @@ def test_token_cli_prints_the_token_last(tmp_path: Path) -> None:
     assert r.returncode == 2 and "unknown role" in r.stderr
     r = run_cli("token", "create", "bob", "--expires", "99999999d", cwd=root, expect=2)
     assert "within 100 years" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_public_server_never_turns_open_and_other_sites_are_refused(tmp_path: Path) -> None:
+    """`allow_open=False` (a server on a public address): with no usable token left
+    (none made, or the last one expired), requests still need one. And a loopback
+    server answers only its own host name, and refuses changes from other origins."""
+    ws = mc.Workspace.create(tmp_path / "ws")
+    app = create_app(ws.root, allow_open=False)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            assert client.get("/api/v1/datasets").status_code == 401  # no token exists
+            ws.tokens.create("brief", role="admin", expires_in=0.05)
+            time.sleep(ws.tokens.ttl + 0.2)
+            r = client.post("/api/v1/tokens", json={"name": "x", "role": "admin"})
+            assert r.status_code == 401  # the only token expired: still closed
+            _, admin = ws.tokens.create("admin", role="admin")
+            auth = bearer(admin)
+            assert client.get("/api/v1/datasets", headers=auth).status_code == 200
+            # DNS rebinding: another host name for this loopback server.
+            r = client.get("/api/v1/datasets", headers={**auth, "Host": "evil.example"})
+            assert r.status_code == 403 and "does not answer for host" in r.json()["message"]
+            # Changes from another origin (a page of another site) are refused.
+            for extra in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+                r = client.post("/api/v1/tokens", json={"name": "y"}, headers={**auth, **extra})
+                assert r.status_code == 403
+            assert [t.name for t in ws.tokens.list()] == ["admin", "brief"]  # no "y"
+            # The login cookie is for pages; the API wants the header.
+            client.cookies.set("modelcycle_token", admin)
+            assert client.get("/api/v1/datasets").status_code == 401
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        ws.close()

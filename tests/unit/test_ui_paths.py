@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from modelcycle.server.ui.core import local_path
+from modelcycle.core.errors import NotFoundError
+from modelcycle.server.ui.core import local_path, number
 
 
 @pytest.mark.parametrize(
@@ -21,3 +22,10 @@ from modelcycle.server.ui.core import local_path
 )
 def test_only_paths_on_this_site(target: str, expected: str) -> None:
     assert local_path(target) == expected
+
+
+@pytest.mark.parametrize("text", ["²", "0", "-1", "1.5", "99999999999999999999", ""])
+def test_ids_in_urls_are_plain_64_bit_numbers(text: str) -> None:
+    with pytest.raises(NotFoundError):
+        number(text, "run")
+    assert number("42", "run") == 42

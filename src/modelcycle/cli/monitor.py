@@ -223,10 +223,8 @@ def show(
     )
     for r in d["rules"]:
         console.print(f"  rule  {r['rule']}  (for {r['for']}, cooldown {r['cooldown']})")
-    from modelcycle.monitoring.channels import parse_channel
-
     for c in d["channels"]:
-        console.print(f"  channel  {parse_channel(c).describe()}")
+        console.print(f"  channel  {c['target']}")
     if results:
         table(
             ["result", "when", "status", "rows", "breaches"],

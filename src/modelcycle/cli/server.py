@@ -42,7 +42,7 @@ def server(
             "on 127.0.0.1",
         )
     scheduler = None if no_scheduler else Scheduler(root, tick=seconds)
-    app = create_app(root, scheduler=scheduler)
+    app = create_app(root, scheduler=scheduler, allow_open=_loopback(host))
     console.print(
         f"modelcycle server for {root} on http://{host}:{port} "
         f"(scheduler {'off' if scheduler is None else f'every {tick}'}; "

@@ -21,6 +21,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from modelcycle.core.errors import StorageError
+
 if TYPE_CHECKING:
     import polars as pl
 
@@ -85,8 +87,15 @@ def analyse(
     if "route" in logged.columns:
         logged = logged.filter(pl.col("route") == "primary")
     conditions = []
+    after = None
     if canary.metrics_url:
-        after = operations.scrape(canary.metrics_url)
+        try:
+            after = operations.scrape(canary.metrics_url)
+        except StorageError as e:  # the server restarting: this check cannot judge
+            conditions.append(
+                Condition("success_rate", None, f"could not read the server's metrics: {e}")
+            )
+    if after is not None:
         before = operations.Snapshot.from_dict(baseline) if baseline else None
         cand = operations.window(before, after, model=model, version=cand_v)
         champ = operations.window(before, after, model=model, version=champ_v)

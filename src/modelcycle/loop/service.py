@@ -469,14 +469,24 @@ class MaintenanceService:
         assert run.candidate is not None
         candidate = self.registry.resolve(run.candidate)
         reason = f"maintenance run {run.id}: canary passed"
-        self.registry.set_alias(run.model, policy.alias, candidate.version, reason=reason)
         if policy.stage is not None and candidate.stage != policy.stage:
             self.registry.transition(candidate.ref, policy.stage, reason=reason)
+        before = self._alias_version(run.model, policy.alias)
+        self.registry.set_alias(run.model, policy.alias, candidate.version, reason=reason)
         original = run.data.get("original_routes") or []
-        if any(_is_alias_ref(ref) for ref, _ in original):
-            self._restore_routes(run, reason)
-        else:  # routes named versions: send everything to the candidate
-            self.deployments.route(run.deployment, {candidate.ref: 100.0}, reason=reason)
+        try:
+            if any(_is_alias_ref(ref) for ref, _ in original):
+                self._restore_routes(run, reason)
+            else:  # routes named versions: send everything to the candidate
+                self.deployments.route(run.deployment, {candidate.ref: 100.0}, reason=reason)
+        except ModelcycleError:
+            # The routes did not change: put the alias back so the run's failure leaves
+            # the champion serving, as it says.
+            if before is not None:
+                self.registry.set_alias(
+                    run.model, policy.alias, before, reason=f"maintenance run {run.id}: undone"
+                )
+            raise
         run = self.store.update(
             run,
             phase="done",
@@ -546,6 +556,12 @@ class MaintenanceService:
                 log.error("could not notify monitor %s's channels: %s", monitor, e)
 
     # -- helpers ---------------------------------------------------------------------------
+    def _alias_version(self, model: str, alias: str) -> int | None:
+        try:
+            return self.registry.resolve(f"{model}@{alias}").version
+        except ModelcycleError:
+            return None
+
     def _main_version(self, deployment: str) -> str | None:
         status = self.deployments.status(deployment)
         routes = [r for r in status.routes if r.version is not None and r.weight]

@@ -32,6 +32,7 @@ from __future__ import annotations
 import builtins
 import datetime as dt
 import json
+import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -55,6 +56,8 @@ from modelcycle.store.monitors import (
     ResultRow,
 )
 
+log = logging.getLogger("modelcycle.monitoring")
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -75,6 +78,14 @@ RULE_METRICS_HINT = (
     "estimated_f1, estimated_roc_auc; requests, error_rate, p95_latency_seconds, "
     "p99_latency_seconds, volume_zscore; rows"
 )
+
+
+def shown_channels(channels: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """Channels as they may be shown to any reader: type and a redacted target (no
+    secrets, headers or webhook paths, which are credentials)."""
+    from modelcycle.monitoring.channels import parse_channel
+
+    return [{"type": str(c["type"]), "target": parse_channel(c).describe()} for c in channels]
 
 
 def known_metric(metric: str) -> bool:
@@ -114,7 +125,7 @@ class MonitorInfo:
             "reference": self.row.reference,
             "checks": spec.get("checks", []),
             "rules": spec.get("rules", []),
-            "channels": spec.get("channels", []),
+            "channels": shown_channels(spec.get("channels", [])),
             "options": spec.get("options", {}),
             "schedule": format_duration(self.row.schedule_seconds),
             "window": format_duration(self.row.window_seconds),
@@ -350,12 +361,20 @@ class MonitorService:
         """Run every monitor whose time has come (what the platform server's scheduler
         calls). A monitor that fails is recorded as an ``error`` result; the others run."""
         when = now or utcnow()
-        return [self._run(m, when) for m in self.store.claim_due(when)]
+        runs = []
+        for monitor in self.store.claim_due(when):
+            try:  # one monitor that cannot be recorded must not hold up the others
+                runs.append(self._run(monitor, when))
+            except ModelcycleError as e:
+                log.error("monitor %s could not run: %s", monitor.name, e)
+        return runs
 
     def _run(self, monitor: MonitorRow, now: dt.datetime) -> MonitorRun:
         started = utcnow()
         since = now - dt.timedelta(seconds=monitor.window_seconds)
-        history = self.store.results(monitor.id, limit=50)
+        rules = [parse_rule(r) for r in monitor.spec.get("rules", [])]
+        depth = max([50, *(r.debounce for r in rules)])  # enough for the longest `for`
+        history = self.store.results(monitor.id, limit=depth)
         values: dict[str, Any] = {}
         detail: dict[str, Any] = {}
         snapshot: dict[str, Any] | None = None
@@ -379,7 +398,6 @@ class MonitorService:
         except Exception as e:  # noqa: BLE001 - recorded as the result's error: a bug in one
             # check must not stop the scheduler or the other monitors
             error = f"unexpected {type(e).__name__}: {e}"
-        rules = [parse_rule(r) for r in monitor.spec.get("rules", [])]
         breaches, changes = decide(
             rules, values, history, self.store.last_alerts(monitor.id), now, monitor
         )

@@ -32,8 +32,12 @@ from modelcycle.server.ui.core import error_page as pages_error
 UI_STATIC = UI_HERE / "static"
 
 
-def create_app(root: Path, *, scheduler: Scheduler | None = None) -> FastAPI:
-    """The app for the workspace at ``root``; ``scheduler`` runs while the app does."""
+def create_app(
+    root: Path, *, scheduler: Scheduler | None = None, allow_open: bool = True
+) -> FastAPI:
+    """The app for the workspace at ``root``; ``scheduler`` runs while the app does.
+    ``allow_open``: serve without tokens while the workspace has none (for a server on
+    a loopback address only; `modelcycle server` decides from the address)."""
     from modelcycle.api.workspace import Workspace
 
     state: dict[str, Any] = {}
@@ -98,7 +102,7 @@ def create_app(root: Path, *, scheduler: Scheduler | None = None) -> FastAPI:
     app.include_router(api_router(ws))
     app.include_router(ui_router(ws))
     app.mount("/static", StaticFiles(directory=str(UI_STATIC)), name="static")
-    app.add_middleware(TokenAuth, tokens=lambda: ws().tokens)
+    app.add_middleware(TokenAuth, tokens=lambda: ws().tokens, allow_open=allow_open)
     app.add_middleware(SecurityHeaders)
 
     return app

@@ -18,7 +18,12 @@ import anyio.to_thread
 from fastapi import Request
 
 from modelcycle.access.tokens import TokenService
-from modelcycle.core.errors import AuthenticationError, ModelcycleError, http_status
+from modelcycle.core.errors import (
+    AuthenticationError,
+    ModelcycleError,
+    PermissionDeniedError,
+    http_status,
+)
 from modelcycle.store.metadata import acting_as
 from modelcycle.store.tokens import TokenRow
 
@@ -32,26 +37,37 @@ OPEN_PATHS = frozenset({"/health", "/metrics", "/login"})
 OPEN_PREFIXES = ("/static/",)
 
 
-def bearer(headers: list[tuple[bytes, bytes]]) -> str | None:
-    """The token of an ``Authorization: Bearer`` header, else of the login cookie."""
-    cookie = None
+def bearer(headers: list[tuple[bytes, bytes]], *, cookie: bool = True) -> str | None:
+    """The token of an ``Authorization: Bearer`` header, else (for pages, not the API,
+    which has no CSRF tokens) of the login cookie."""
+    found = None
     for name, value in headers:
         if name == b"authorization":
             scheme, _, token = value.decode("latin-1").partition(" ")
             if scheme.lower() == "bearer" and token.strip():
                 return token.strip()
-        elif name == b"cookie":
+        elif name == b"cookie" and cookie:
             for part in value.decode("latin-1").split(";"):
                 key, _, val = part.strip().partition("=")
                 if key == COOKIE and val:
-                    cookie = val
-    return cookie
+                    found = val
+    return found
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class TokenAuth:
-    def __init__(self, app: ASGIApp, tokens: Callable[[], TokenService]) -> None:
+    """``allow_open``: whether a workspace without a usable token may be served without
+    one (decided once, from the address the server listens on: loopback only)."""
+
+    def __init__(
+        self, app: ASGIApp, tokens: Callable[[], TokenService], allow_open: bool = True
+    ) -> None:
         self.app = app
         self.tokens = tokens
+        self.allow_open = allow_open
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -64,9 +80,11 @@ class TokenAuth:
             await self.app(scope, receive, send)
             return
         service = self.tokens()
-        token = bearer(scope.get("headers", []))
+        headers = scope.get("headers", [])
+        token = bearer(headers, cookie=not path.startswith("/api/"))
         try:
-            row = await anyio.to_thread.run_sync(_check, service, token)
+            _same_site(scope, headers)
+            row = await anyio.to_thread.run_sync(_check, service, token, self.allow_open)
         except ModelcycleError as e:
             query = scope.get("query_string", b"").decode("latin-1")
             await _refuse(
@@ -81,10 +99,35 @@ class TokenAuth:
             await self.app(scope, receive, send)
 
 
-def _check(service: TokenService, token: str | None) -> TokenRow | None:
-    if not service.required():
+def _check(service: TokenService, token: str | None, allow_open: bool) -> TokenRow | None:
+    if allow_open and not service.required():
         return None
     return service.authenticate(token)
+
+
+def _same_site(scope: Scope, headers: list[tuple[bytes, bytes]]) -> None:
+    """Refuse what another web site can make a browser send: a Host that is not the
+    server's own (DNS rebinding) on an open server, and changes from another origin."""
+    values = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers}
+    host = values.get("host", "")
+    name = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
+    server = scope.get("server")
+    if server and server[0] in ("127.0.0.1", "::1") and name not in LOOPBACK_HOSTS:
+        raise PermissionDeniedError(
+            f"this server listens on a loopback address and does not answer for host {name!r}",
+            hint="open it as http://127.0.0.1:PORT",
+        )
+    if scope.get("method", "GET") in SAFE_METHODS:
+        return
+    if values.get("sec-fetch-site") == "cross-site":
+        raise PermissionDeniedError(
+            "changes from another web site are refused", hint="use this server's own pages"
+        )
+    origin = values.get("origin")
+    if origin and origin != "null" and origin.split("://", 1)[-1] != host:
+        raise PermissionDeniedError(
+            f"changes from origin {origin!r} are refused", hint="use this server's own pages"
+        )
 
 
 def _wants_html(scope: Scope) -> bool:

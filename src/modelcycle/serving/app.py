@@ -23,12 +23,24 @@ body (refusing one over the limit before reading it), decode it against that ver
 signature, predict in the version's threads (or its micro-batcher) under the timeout,
 answer; then count it, record it for the prediction sink and mirror it to the shadows,
 all after the answer has been sent.
+
+With ``quiet_gc`` (what ``modelcycle serve`` uses), the objects alive once the models are
+loaded (modules, models, the workspace: a few hundred thousand) are moved out of the
+cyclic garbage collector's reach with `gc.freeze`, and its youngest generation is
+collected every ``GC_THRESHOLD`` allocations instead of 700. Prediction records wait
+seconds for the prediction log, so they reach the oldest generation and trigger full
+collections; these scanned the whole heap and stopped the event loop for 50-200 ms of
+CPU every few seconds under load (measured with 32 connections on 2 cores: the requests
+caught behind them set p99), and take a few ms once the start-up objects are frozen.
+After a swap, once the retired versions are closed, the heap is collected and frozen
+again, so the collector can free them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import hmac
 import logging
 import random
@@ -93,6 +105,8 @@ logger = logging.getLogger("modelcycle.serving")
 #: a slow prediction gets a watcher for its client's disconnect after this long
 WATCH_AFTER_S = 0.05
 MAX_PENDING_SHADOWS = 1000
+#: allocations between collections of the youngest generation, with ``quiet_gc``
+GC_THRESHOLD = 10_000
 _OPEN = frozenset(
     {"/metrics", "/ping", "/health", "/version", "/v2/health/live", "/v2/health/ready"}
 )
@@ -104,6 +118,8 @@ class ModelServer(Endpoints):
     ``route_source`` (``() -> RouteTable``) and ``loader`` (``Target -> ServedVersion``)
     replace reading routes and models from the workspace; ``prediction_sink`` and
     ``feedback_sink`` are sinks or factories ``(workspace, settings) -> sink``.
+    ``quiet_gc`` tunes the process's garbage collector at start-up (see the module
+    docstring): for a process that exists to serve, not for one the app is a guest in.
     """
 
     def __init__(
@@ -115,8 +131,11 @@ class ModelServer(Endpoints):
         loader: Loader | None = None,
         prediction_sink: PredictionSink | PredictionSinkFactory | None = None,
         feedback_sink: FeedbackSink | FeedbackSinkFactory | None = None,
+        quiet_gc: bool = False,
     ) -> None:
         self.settings = settings
+        self.quiet_gc = quiet_gc
+        self._refreeze: asyncio.TimerHandle | None = None
         self.metrics = ServingMetrics()
         self.state: ServingState | None = None
         self._workspace = workspace
@@ -199,6 +218,9 @@ class ModelServer(Endpoints):
         for version in self.state.versions.values():
             self._activate(version)
         self._recorder.start()
+        if self.quiet_gc:
+            gc.set_threshold(max(gc.get_threshold()[0], GC_THRESHOLD))
+            freeze_heap()
         self._follow_task = asyncio.get_running_loop().create_task(self._follower.run())
         names = ", ".join(
             f"{e.name} ({', '.join(r.target.resolved for r in e.routes)})"
@@ -208,6 +230,8 @@ class ModelServer(Endpoints):
 
     async def shutdown(self) -> None:
         """Stop following routes, let shadows finish, flush the prediction log, close."""
+        if self._refreeze is not None:
+            self._refreeze.cancel()
         if self._follow_task is not None:
             self._follow_task.cancel()
             await asyncio.gather(self._follow_task, return_exceptions=True)
@@ -247,6 +271,20 @@ class ModelServer(Endpoints):
     def _swap(self, state: ServingState) -> None:
         self.state = state
         self.metrics.swaps.inc()
+        if self.quiet_gc:
+            # The retired versions close after the follower's grace period; if they were
+            # frozen, the collector would never free the reference cycles they hold (a
+            # batcher and its version, many models' own).
+            if self._refreeze is not None:
+                self._refreeze.cancel()
+            self._refreeze = asyncio.get_running_loop().call_later(
+                self.settings.timeout_s + 10.0, self._thaw_and_freeze
+            )
+
+    def _thaw_and_freeze(self) -> None:
+        self._refreeze = None
+        gc.unfreeze()
+        freeze_heap()
 
     # -- ASGI ------------------------------------------------------------------------------
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
@@ -596,6 +634,13 @@ def _route(
         sticky = req.headers.get(endpoint.sticky_header.lower().encode())
         return endpoint, endpoint.pick(None if sticky is None else sticky.decode("latin-1"))
     return endpoint, endpoint.pick()
+
+
+def freeze_heap() -> None:
+    """Collect the garbage there is now, then exempt every surviving object from later
+    collections (`gc.freeze`): a full collection then scans only newer objects."""
+    gc.collect()
+    gc.freeze()
 
 
 async def _disconnected(receive: Receive) -> None:

@@ -12,6 +12,9 @@ with ``proto`` 0, and asyncio sets the option only on sockets whose ``proto`` is
 without this keep-alive requests wait ~40 ms for a delayed ACK. The option is set in
 `NoDelayHttpToolsProtocol.connection_made`, which runs for every connection in every mode.
 
+The app tunes the process's garbage collector once its models are loaded (``quiet_gc``:
+see `modelcycle.serving.app`).
+
 SIGTERM (or Ctrl-C) stops accepting connections, lets requests in flight finish (up to
 ``timeout_s`` + 5 s), then flushes the prediction log and exits.
 """
@@ -78,7 +81,7 @@ def run(settings: ServeSettings, **app_options: Any) -> None:
     """Serve until SIGTERM or Ctrl-C. ``app_options`` go to `ModelServer` (one worker
     only: worker processes build their sinks from the import paths in ``settings``)."""
     if settings.workers == 1:
-        app = create_app(settings, **app_options)
+        app = create_app(settings, **{"quiet_gc": True, **app_options})
         app.prepare()
         server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(settings)))
         server.run()
@@ -141,4 +144,4 @@ def _worker_environment(settings: ServeSettings) -> Iterator[None]:
 
 def worker_app() -> ModelServer:
     """The app of one worker process (uvicorn's factory): settings from the environment."""
-    return create_app(ServeSettings.from_env())
+    return create_app(ServeSettings.from_env(), quiet_gc=True)

@@ -224,7 +224,13 @@ class MonitorStore:
                 conn,
                 "monitor.created",
                 name,
-                {"deployment": deployment, "reference": reference, "spec": spec},
+                {
+                    "deployment": deployment,
+                    "reference": reference,
+                    "checks": spec.get("checks"),
+                    "rules": spec.get("rules"),
+                    "channels": [c.get("type") for c in spec.get("channels", [])],
+                },
             )
             row = conn.execute(select(t.monitors).where(m.id == mid)).mappings().one()
         return self._monitor(row)

@@ -22,7 +22,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from modelcycle.access.tokens import TokenService, role_allows
-from modelcycle.core.errors import AuthenticationError, ModelcycleError, UsageError
+from modelcycle.core.errors import (
+    AuthenticationError,
+    ModelcycleError,
+    NotFoundError,
+    UsageError,
+)
 from modelcycle.server.auth import COOKIE
 
 if TYPE_CHECKING:
@@ -93,6 +98,17 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     if request.cookies.get(CSRF_COOKIE) != csrf:
         response.set_cookie(CSRF_COOKIE, csrf, httponly=True, samesite="strict", path="/")
     return response
+
+
+MAX_ID = 2**63 - 1
+
+
+def number(text: str, what: str) -> int:
+    """A positive whole number from a URL or a form (NotFoundError otherwise: ``²`` and
+    numbers beyond 64 bits name nothing)."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 19 or not 0 < int(text) <= MAX_ID:
+        raise NotFoundError(f"there is no {what} {text!r}", hint=f"a {what} is named by a number")
+    return int(text)
 
 
 def local_path(target: str) -> str:

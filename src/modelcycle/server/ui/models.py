@@ -20,6 +20,7 @@ from modelcycle.registry.lineage import model_lineage_lines
 from modelcycle.server.ui._ops_charts import MAX_LANES, stage_spans, stage_timeline
 from modelcycle.server.ui._ops_lineage import lineage_svg
 from modelcycle.server.ui.core import Pages
+from modelcycle.server.ui.core import number as parse_number
 
 if TYPE_CHECKING:
     from modelcycle.api.workspace import Workspace
@@ -165,6 +166,4 @@ def _version_url(name: str, version: int) -> str:
 
 
 def _number(text: str, what: str) -> int:
-    if not text.isdigit():
-        raise NotFoundError(f"there is no {what} {text!r}", hint=f"a {what} is a number")
-    return int(text)
+    return parse_number(text, what)

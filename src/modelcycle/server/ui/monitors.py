@@ -12,9 +12,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from modelcycle.core.errors import NotFoundError
 from modelcycle.server.ui._ops_results import MonitorCharts
 from modelcycle.server.ui.core import Pages
+from modelcycle.server.ui.core import number as parse_number
 
 if TYPE_CHECKING:
     from modelcycle.store.monitors import AlertRow
@@ -114,9 +114,7 @@ def _open_first(alerts: list[AlertRow]) -> list[AlertRow]:
 
 
 def _number(text: str, what: str) -> int:
-    if not text.isdigit():
-        raise NotFoundError(f"there is no {what} {text!r}", hint=f"a {what} is named by a number")
-    return int(text)
+    return parse_number(text, what)
 
 
 def _local(target: str) -> bool:
