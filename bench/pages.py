@@ -5,7 +5,9 @@ Seeding (untimed, a minute or two): a fresh workspace with a table dataset in tw
 versions (20,000 rows x 6 columns), 10 experiments of 1,000 runs each (9,999 runs with
 5 params, 2 tags and 2 metrics x 45 steps; one long run with 2 metrics x 50,045 steps:
 1,000,000 points in all), written through the run store's batch writes (`create_run`,
-`write_batch`: one transaction per run, multi-row INSERTs), not through live runs.
+`write_batch`: one transaction per run, multi-row INSERTs), not through live runs; and
+200,000 audit events (deployment changes with a before/after payload, one in 1,000 by
+the token ``token:alice``, the rest by the scheduler), 10,000 to a transaction.
 
 Then the app runs in this process under uvicorn on 127.0.0.1 (one worker, like
 `modelcycle server`), and each page is requested 3 times to warm up and 20 times timed,
@@ -20,7 +22,8 @@ The peer in the issue is MLflow's UI, but its pages are a JavaScript app that dr
 the browser from several JSON calls, so there is no like-for-like server time to compare
 with; this measures ours against the target: median and p95 of every page under 300 ms.
 
-    .venv/bin/python bench/pages.py [--runs 10000] [--points 1000000] [--reps 20] [--keep DIR]
+    .venv/bin/python bench/pages.py [--runs 10000] [--points 1000000] [--events 200000]
+                                    [--reps 20] [--keep DIR]
 
 The last line is ``SUMMARY bench_pages pages=N max_median_ms=... max_p95_ms=... target=300ms``.
 """
@@ -46,6 +49,7 @@ import uvicorn
 
 import modelcycle as mc
 from modelcycle.server import create_app
+from modelcycle.store.metadata import MetadataStore, acting_as
 from modelcycle.store.runs import RunEnd
 
 TARGET_MS = 300.0
@@ -80,7 +84,29 @@ class ServerTimer:
         await self.app(scope, receive, timed)
 
 
-def seed(root: Path, n_runs: int, n_points: int) -> dict[str, str]:
+def seed_events(store: MetadataStore, n_events: int) -> None:
+    """``n_events`` deployment changes for the audit page; ``token:alice`` makes one in
+    1,000 (a rare actor), the scheduler the rest."""
+    for start in range(0, n_events, 10_000):
+        with store.writing() as conn:
+            for i in range(start, min(start + 10_000, n_events)):
+                with acting_as("token:alice" if i % 1000 == 0 else "scheduler"):
+                    store.add_event(
+                        conn,
+                        "deployment.routes",
+                        f"endpoint-{i % 20}",
+                        {
+                            "generation": i,
+                            "before": {"routes": [{"model": "churn@1", "weight": i % 100}]},
+                            "after": {"routes": [{"model": "churn@1", "weight": (i + 1) % 100}]},
+                            "reason": "canary step",
+                        },
+                    )
+        if (start + 10_000) % 50_000 == 0:
+            print(f"  seeded {min(start + 10_000, n_events):,} events", flush=True)
+
+
+def seed(root: Path, n_runs: int, n_points: int, n_events: int) -> dict[str, str]:
     """The workspace the pages read; returns the ids the run pages are timed on."""
     ws = mc.Workspace.create(root)
     rng = random.Random(7)
@@ -139,6 +165,7 @@ def seed(root: Path, n_runs: int, n_points: int) -> dict[str, str]:
         if (i + 1) % 1000 == 0:
             rate = (i + 1) / (time.perf_counter() - started)
             print(f"  seeded {i + 1:,} runs ({rate:,.0f}/s)", flush=True)
+    seed_events(ws.store, n_events)
     ws.close()
     long_id = ids[n_runs // 2]
     return {
@@ -172,6 +199,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--points", type=int, default=1_000_000)
+    parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument(
         "--keep", type=Path, help="seed into this folder and keep it; reuse it when seeded"
@@ -188,8 +216,11 @@ def main() -> None:
             print(f"reusing the workspace seeded in {root}")
         else:
             t0 = time.perf_counter()
-            print(f"seeding {args.runs:,} runs, {args.points:,} points into {root} (untimed)")
-            ids = seed(root, args.runs, args.points)
+            print(
+                f"seeding {args.runs:,} runs, {args.points:,} points, {args.events:,} events"
+                f" into {root} (untimed)"
+            )
+            ids = seed(root, args.runs, args.points, args.events)
             seeded.write_text(json.dumps(ids))
             print(f"seeded in {time.perf_counter() - t0:.0f} s")
         long_run, compared = ids["long"], ids["compare"].split(",")
@@ -212,6 +243,12 @@ def main() -> None:
             "/models": "/models",
             "/deployments": "/deployments",
             "/monitors": "/monitors",
+            "/audit": "/audit",
+            "/audit?page=1000": "/audit?page=1000",
+            "/audit?actor=token:alice (1 in 1,000)": "/audit?actor=token%3Aalice",
+            "/audit?kind=deployment.": "/audit?kind=deployment.",
+            "/audit?kind=dataset. (rare: a full scan)": "/audit?kind=dataset.",
+            "/audit?since=2000-01-01&until=2100-01-01": "/audit?since=2000-01-01&until=2100-01-01",
         }
         server, thread, timer, port = serve(root)
         rows: list[tuple[str, int, list[float], list[float]]] = []

@@ -40,7 +40,9 @@ from sklearn.linear_model import LogisticRegression
 
 import modelcycle as mc
 from modelcycle.access.tokens import ROLES
+from modelcycle.core.hashing import hash_bytes
 from modelcycle.server import create_app
+from modelcycle.server.transfers import transfers_for
 
 CHECKS = [
     not_a_server_error,
@@ -107,6 +109,14 @@ def seed(ws: mc.Workspace, tmp: Path) -> dict[str, list[dict[str, Any]]]:
     result = ws.monitors.run("churn-watch", now=dt.datetime.now(dt.UTC))
     [alert] = result.fired
     ws.tokens.create(SPARE, role="reader")
+    stored = sorted(ws.blobs.iter_oids())[0]
+    uploads = transfers_for(ws.blobs, ws.config.state_dir / "uploads", ws.config.server)
+    sessions = {}
+    for name in ("chunk", "complete", "abort"):
+        data = f"{name}:".encode() + b"0123456789" * 2
+        sessions[name] = uploads.start(ADMIN, hash_bytes(data), len(data))["id"]
+        if name == "complete":
+            uploads.write(ADMIN, sessions[name], 0, len(data), data)
 
     def each(**values: list[Any]) -> list[dict[str, Any]]:
         [(key, options)] = values.items()
@@ -136,6 +146,34 @@ def seed(ws: mc.Workspace, tmp: Path) -> dict[str, list[dict[str, Any]]]:
         "POST /api/v1/alerts/{alert_id}/ack": each(alert_id=[alert.id]),
         "DELETE /api/v1/tokens/{name}": each(name=[SPARE]),
         "POST /api/v1/tokens": [{"body": {"name": f"{r}-bot", "role": r}} for r in ROLES],
+        "GET /api/v1/blobs/{oid}": each(oid=[stored]),
+        "GET /api/v1/blobs/{oid}/url": each(oid=[stored]),
+        "POST /api/v1/blobs/exists": [{"body": {"oids": [stored]}}],
+        "PUT /api/v1/blobs/{oid}": [{"path_parameters": {"oid": hash_bytes(b"0")}, "body": b"0"}],
+        "POST /api/v1/uploads": [{"body": {"oid": hash_bytes(b"new" * 9), "size": 27}}],
+        "GET /api/v1/uploads/{upload_id}": each(upload_id=[sessions["chunk"]]),
+        "PUT /api/v1/uploads/{upload_id}": [
+            {
+                "path_parameters": {"upload_id": sessions["chunk"]},
+                "headers": {"content-range": "bytes 0-9/26"},
+                "body": b"chunk:0123",
+            }
+        ],
+        "POST /api/v1/uploads/{upload_id}/complete": each(upload_id=[sessions["complete"]]),
+        "DELETE /api/v1/uploads/{upload_id}": each(upload_id=[sessions["abort"]]),
+        "POST /api/v1/rpc/{store}/{method}": [
+            {
+                "path_parameters": {"store": store, "method": method},
+                "body": {"args": args, "kwargs": {}},
+            }
+            for store, method, args in (
+                ("metadata", "list_datasets", []),
+                ("metadata", "get_dataset", ["churn"]),
+                ("runs", "get_run", [run_ids[0]]),
+                ("registry", "model_id", ["churn"]),
+                ("deployments", "get", ["churn-live"]),
+            )
+        ],
     }
 
 

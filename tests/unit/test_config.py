@@ -15,6 +15,7 @@ from modelcycle.core.config import (
     DEFAULT_STORE,
     ENV_WORKSPACE,
     STATE_DIR,
+    ServerConfig,
     WebhookConfig,
     WorkspaceConfig,
     find_workspace_root,
@@ -359,3 +360,55 @@ def test_webhook_secrets_stay_out_of_repr() -> None:
 )
 def test_webhook_urls_are_shown_without_secrets(url: str, shown: str) -> None:
     assert WebhookConfig(url).url_for_display() == shown
+
+
+# ---------------------------------------------------------------- [server]
+
+
+def test_server_limits_default_and_stay_out_of_the_file(tmp_path: Path) -> None:
+    config = WorkspaceConfig(tmp_path)
+    assert config.server == ServerConfig()
+    assert config.server.max_upload_bytes == 16 << 30
+    assert config.server.upload_chunk_bytes == 8 << 20
+    assert config.server.max_request_bytes == 64 << 20
+    assert "[server]" not in config.to_toml()
+
+
+def test_server_limits_round_trip(tmp_path: Path) -> None:
+    config = WorkspaceConfig(
+        tmp_path,
+        blobs_options={"endpoint_url": "http://127.0.0.1:9000"},
+        server=ServerConfig(max_upload_bytes=1 << 30, upload_chunk_bytes=1 << 20),
+        webhooks=(WebhookConfig(url="https://hooks.example/x"),),
+    )
+    text = save(config).read_text()
+    assert "[server]\nmax_upload_bytes = 1073741824\nupload_chunk_bytes = 1048576\n" in text
+    assert "max_request_bytes" not in text  # still the default
+    assert WorkspaceConfig.load(tmp_path) == config
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ("max_upload_bytes = 0", "server.max_upload_bytes must be a whole number of bytes"),
+        ('max_upload_bytes = "1G"', "server.max_upload_bytes must be a whole number of bytes"),
+        ("max_request_bytes = true", "server.max_request_bytes must be a whole number"),
+        ("upload_chunk_bytes = 6442450944", "at most 5368709120"),
+        (
+            "max_upload_byte = 10",
+            "unknown field 'max_upload_byte' (did you mean 'max_upload_bytes'?)",
+        ),
+    ],
+)
+def test_bad_server_limits_are_refused_clearly(tmp_path: Path, table: str, message: str) -> None:
+    (tmp_path / CONFIG_NAME).write_text(f"[server]\n{table}\n")
+    with pytest.raises(UsageError) as info:
+        WorkspaceConfig.load(tmp_path)
+    assert message in info.value.message
+    assert info.value.hint
+
+
+def test_server_must_be_a_table(tmp_path: Path) -> None:
+    (tmp_path / CONFIG_NAME).write_text('server = "big"\n')
+    with pytest.raises(UsageError, match="server must be a table"):
+        WorkspaceConfig.load(tmp_path)

@@ -38,6 +38,7 @@ EXPECTED = {
     "IntegrityError": (9, 500),
     "AuthenticationError": (10, 401),
     "PermissionDeniedError": (11, 403),
+    "PayloadTooLargeError": (12, 413),
 }
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from modelcycle.api.workspace import Workspace
+from modelcycle.core.config import ENV_CACHE, ENV_TOKEN, ENV_URL, ENV_WORKSPACE
 from modelcycle.registry.lineage import model_lineage_lines
 
 RECIPE = """\
@@ -64,10 +65,22 @@ def write_dirty_csv(path: Path, seed: int = 0) -> dict[str, int]:
     }
 
 
-def run_quickstart(path: Path | None = None, say: Callable[..., Any] = print) -> Path:
+def run_quickstart(
+    path: Path | None = None,
+    say: Callable[..., Any] = print,
+    *,
+    url: str | None = None,
+    token: str | None = None,
+) -> Path:
+    """Walk the lifecycle in a new workspace at ``path`` (default: a temporary folder);
+    with ``url``, against the platform server there instead (``path`` then holds only
+    the walk's files and the client's cache)."""
     root = Path(path) if path else Path(tempfile.mkdtemp(prefix="modelcycle-quickstart-"))
     root.mkdir(parents=True, exist_ok=True)
-    ws = Workspace.create(root, exist_ok=True)
+    if url:
+        ws = Workspace.connect(url, token=token, cache=root)
+    else:
+        ws = Workspace.create(root, exist_ok=True)
     try:
         return _walk(ws, root, say)
     finally:
@@ -78,7 +91,13 @@ def _walk(ws: Workspace, root: Path, say: Callable[..., Any]) -> Path:
     def step(n: int, text: str) -> None:
         say(f"\n[bold]{n}. {text}[/bold]")
 
-    say(f"Workspace: {root}  (metadata: SQLite, blobs: {ws.config.blobs_url})")
+    if ws.remote is not None:
+        say(
+            f"Server: {ws.remote.connection.url}  (as {ws.actor}, role {ws.remote.role}); "
+            f"files and cache in {root}"
+        )
+    else:
+        say(f"Workspace: {root}  (metadata: SQLite, blobs: {ws.config.blobs_url})")
     raw = root / "raw" / "breast_cancer.csv"
     raw.parent.mkdir(exist_ok=True)
     dirt = write_dirty_csv(raw)
@@ -164,6 +183,19 @@ def _walk(ws: Workspace, root: Path, say: Callable[..., Any]) -> Path:
         )
 
     step(15, "Check the stores")
+    if ws.remote is not None:
+        events = ws.events(limit=1000)
+        mine = sum(e.actor == ws.actor for e in events)
+        say(
+            f"   the server recorded {mine} of its last {len(events)} events under {ws.actor}; "
+            "`modelcycle fsck` runs where the server's stores are"
+        )
+        say(
+            f"\nDone. Explore it in the web UI at {ws.remote.connection.url} "
+            "(datasets, labeling, runs, models, deployments, monitoring), or with "
+            f"MODELCYCLE_URL={ws.remote.connection.url} modelcycle model history cancer"
+        )
+        return root
     fsck = ws.fsck()
     say(
         f"   fsck: {fsck.versions} versions, {fsck.blobs_checked} blobs verified, "
@@ -348,9 +380,9 @@ def _label(ws: Workspace, ref: str, say: Callable[..., Any]) -> None:
 
 
 @contextlib.contextmanager
-def _server(root: Path, args: list[str], name: str) -> Iterator[str]:
-    """A `modelcycle serve ARGS` process on a free local port; yields its base URL and
-    stops it (SIGTERM, by its PID) on exit."""
+def _server(ws: Workspace, args: list[str], name: str) -> Iterator[str]:
+    """A `modelcycle serve ARGS` process for ``ws`` on a free local port; yields its base
+    URL and stops it (SIGTERM, by its PID) on exit."""
     import os
     import signal
     import socket
@@ -362,13 +394,26 @@ def _server(root: Path, args: list[str], name: str) -> Iterator[str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
+    root = ws.root
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in (ENV_URL, ENV_TOKEN, ENV_CACHE, ENV_WORKSPACE)
+    }
+    if ws.remote is not None:
+        env[ENV_URL] = ws.remote.connection.url
+        env[ENV_CACHE] = str(root)  # shares the verified blobs already fetched
+        if ws.remote.token:
+            env[ENV_TOKEN] = ws.remote.token
+    else:
+        env[ENV_WORKSPACE] = str(root)
     log = (root / f"{name}.log").open("wb")
     proc = subprocess.Popen(
         [
             *(sys.executable, "-m", "modelcycle.serving", *args),
             *("--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
         ],
-        env={**os.environ, "MODELCYCLE_WORKSPACE": str(root)},
+        env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -413,7 +458,7 @@ def _serve(ws: Workspace, root: Path, test: str, say: Callable[..., Any]) -> Non
     send one-row requests over MLflow's and the v2 protocol, read /metrics, stop it."""
     import time
 
-    with _server(root, ["cancer@champion"], "serve") as base:
+    with _server(ws, ["cancer@champion"], "serve") as base:
         say(f"   modelcycle serve cancer@champion --port {base.rsplit(':', 1)[1]}: ready")
         frame = ws.datasets.to_pandas(test)
         model = ws.models.load("cancer@champion")
@@ -500,7 +545,7 @@ def _loop(ws: Workspace, root: Path, train: str, test: str, say: Callable[..., A
     for column in DRIFTED:
         drifted[column] = drifted[column] * 1.3
     args = ["--deployment", "cancer-live", "--poll-interval-s", "0.2"]
-    with _server(root, args, "serve-loop") as base:
+    with _server(ws, args, "serve-loop") as base:
         say(f"   modelcycle serve --deployment cancer-live: {champion} on {base}")
         ws.monitors.create(
             "cancer-drift",
@@ -578,6 +623,8 @@ def _loop(ws: Workspace, root: Path, train: str, test: str, say: Callable[..., A
             for alert in run.fired:
                 say(f"   ALERT {alert.id}: {alert.message} -> alerts.jsonl, event log")
             loop = ws.maintenance.tick()
+            if not loop:  # a server's scheduler may have started it first
+                loop = ws.maintenance.list(deployment="cancer-live", limit=1)
             if not loop:
                 raise RuntimeError("the drift alert started no maintenance run")
             current = loop[0]

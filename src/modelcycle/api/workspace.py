@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import getpass
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,10 +15,14 @@ from modelcycle.core.config import (
     CONFIG_NAME,
     DEFAULT_BLOBS,
     DEFAULT_STORE,
+    ENV_CACHE,
+    ENV_TOKEN,
+    ENV_URL,
+    ENV_WORKSPACE,
     WorkspaceConfig,
     find_workspace_root,
 )
-from modelcycle.core.errors import ConflictError
+from modelcycle.core.errors import ConflictError, UsageError
 from modelcycle.core.progress import Progress
 from modelcycle.core.webhooks import FailedDelivery, WebhookDispatcher
 from modelcycle.data.maintenance import FsckReport, GcReport, fsck, gc
@@ -48,6 +54,21 @@ from modelcycle.training.service import TrainingService
 if TYPE_CHECKING:
     from modelcycle.deploy.batch import BatchResult
     from modelcycle.monitoring.drift import DriftResult
+    from modelcycle.remote.parts import RemoteParts
+
+
+STORE_CLASSES: dict[str, Callable[[MetadataStore], Any]] = {
+    "runs": RunStore,
+    "registry": RegistryStore,
+    "deployments": DeploymentStore,
+    "evaluations": EvaluationStore,
+    "labels": LabelStore,
+    "maintenance": MaintenanceStore,
+    "monitors": MonitorStore,
+    "pipelines": PipelineStore,
+    "sketches": SketchStore,
+    "tokens": TokenStore,
+}
 
 
 def _actor() -> str:
@@ -64,22 +85,43 @@ class Workspace:
     >>> ws.datasets.add("iris", "iris.csv")          # doctest: +SKIP
     """
 
-    def __init__(self, config: WorkspaceConfig, *, actor: str | None = None) -> None:
+    def __init__(
+        self,
+        config: WorkspaceConfig,
+        *,
+        actor: str | None = None,
+        remote: RemoteParts | None = None,
+    ) -> None:
         self.config = config
         self.root = config.root
-        self.actor = actor or _actor()
-        self.store = MetadataStore(config.resolved_store_url(), actor=self.actor)
+        self.remote = remote
+        stores: dict[str, Any]
+        if remote is None:
+            self.actor = actor or _actor()
+            self.store: Any = MetadataStore(config.resolved_store_url(), actor=self.actor)
+            self.blobs: BlobStore = open_blob_store(
+                config.resolved_blobs_url(), config.blobs_options
+            )
+            stores = {name: cls(self.store) for name, cls in STORE_CLASSES.items()}
+        else:
+            self.actor = remote.metadata.actor
+            self.store = remote.metadata
+            self.blobs = remote.blobs
+            stores = {name: remote.store(name) for name in STORE_CLASSES}
+        # Every metadata store by name: the server answers remote workspaces' calls here.
+        self.stores: dict[str, Any] = {"metadata": self.store, **stores}
         self.webhooks = WebhookDispatcher(
             config.webhooks, on_failure=self._webhook_failed, actor=self.actor
         )
-        self.blobs: BlobStore = open_blob_store(config.resolved_blobs_url(), config.blobs_options)
         self.datasets = DatasetService(self.store, self.blobs, config.state_dir)
-        self.labels = LabelService(LabelStore(self.store), self.datasets)
-        self.runs = RunService(RunStore(self.store), self.datasets, self.blobs)
-        self.training = TrainingService(self.runs, self.datasets, config, self.actor)
-        self.pipelines = PipelineService(PipelineStore(self.store), self.datasets, self.training)
+        self.labels = LabelService(stores["labels"], self.datasets)
+        self.runs = RunService(stores["runs"], self.datasets, self.blobs)
+        self.training = TrainingService(
+            self.runs, self.datasets, config, self.actor, remote=remote.worker if remote else None
+        )
+        self.pipelines = PipelineService(stores["pipelines"], self.datasets, self.training)
         self.models = RegistryService(
-            RegistryStore(self.store),
+            stores["registry"],
             self.runs,
             self.blobs,
             config.state_dir / "cache" / "models",
@@ -87,16 +129,16 @@ class Workspace:
         )
         self.runs.registrar = self.models.register
         self.evaluations = EvaluationService(
-            EvaluationStore(self.store), self.models, self.datasets, self.blobs
+            stores["evaluations"], self.models, self.datasets, self.blobs
         )
         self.deployments = DeploymentService(
-            DeploymentStore(self.store), self.models, self.blobs, notify=self.webhooks.notify
+            stores["deployments"], self.models, self.blobs, notify=self.webhooks.notify
         )
         self.models.retire_guards.append(self.deployments.check_not_routed)
         self.models.last_traffic = last_prediction_at(self.deployments.store)
-        self.monitoring = DriftService(SketchStore(self.store), self.datasets, self.blobs)
+        self.monitoring = DriftService(stores["sketches"], self.datasets, self.blobs)
         self.monitors = MonitorService(
-            MonitorStore(self.store),
+            stores["monitors"],
             deployments=self.deployments,
             drift=self.monitoring,
             evaluations=self.evaluations,
@@ -106,9 +148,9 @@ class Workspace:
             record_event=self.store.record_event,
         )
         self.monitoring.traffic = self.monitors.checks.traffic
-        self.tokens = TokenService(TokenStore(self.store))
+        self.tokens = TokenService(stores["tokens"])
         self.maintenance = MaintenanceService(
-            MaintenanceStore(self.store),
+            stores["maintenance"],
             root=self.root,
             monitors=self.monitors,
             deployments=self.deployments,
@@ -154,10 +196,49 @@ class Workspace:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None) -> Workspace:
-        """Open the workspace at ``path``; with no path, MODELCYCLE_WORKSPACE or the nearest
-        folder at or above the current one that holds ``modelcycle.toml``."""
+        """Open the workspace at ``path``. With no path: MODELCYCLE_WORKSPACE; else, when
+        MODELCYCLE_URL names a server, that server (with MODELCYCLE_TOKEN, see
+        `connect`); else the nearest folder at or above the current one that holds
+        ``modelcycle.toml``."""
+        if path is None and not os.environ.get(ENV_WORKSPACE) and os.environ.get(ENV_URL):
+            return cls.connect(
+                os.environ[ENV_URL],
+                token=os.environ.get(ENV_TOKEN) or None,
+                cache=os.environ.get(ENV_CACHE) or None,
+            )
         root = Path(path).expanduser().resolve() if path is not None else find_workspace_root()
         return cls(WorkspaceConfig.load(root))
+
+    @classmethod
+    def connect(
+        cls,
+        url: str,
+        token: str | None = None,
+        *,
+        cache: str | os.PathLike[str] | None = None,
+    ) -> Workspace:
+        """The workspace a platform server (`modelcycle server`) at ``url`` serves.
+
+        Everything works as on a local workspace: the services run here, the records
+        and blobs live on the server, which checks ``token``'s role on every call and
+        records changes under its name. Blobs fetched are kept, verified, in ``cache``
+        (default: MODELCYCLE_CACHE, else a folder per server under
+        ``~/.cache/modelcycle/remote``).
+
+        >>> ws = Workspace.connect("http://127.0.0.1:8765", token="mc_…")  # doctest: +SKIP
+        """
+        from modelcycle.remote.parts import default_cache, open_parts
+
+        root = Path(cache).expanduser().resolve() if cache else default_cache(url)
+        root.mkdir(parents=True, exist_ok=True)
+        parts = open_parts(url, token, root)
+        try:
+            return cls(
+                WorkspaceConfig(root, parts.connection.url, parts.connection.url), remote=parts
+            )
+        except BaseException:
+            parts.close()
+            raise
 
     def close(self) -> None:
         """Deliver pending webhooks and alerts (for at most 10 s each), then close the
@@ -167,6 +248,8 @@ class Workspace:
             self.webhooks.close(timeout=10.0)
         finally:
             self.store.close()
+            if self.remote is not None:
+                self.remote.close()
 
     def _webhook_failed(self, failure: FailedDelivery) -> None:
         self.store.record_event("webhook.failed", f"webhooks[{failure.hook}]", failure.to_dict())
@@ -204,10 +287,12 @@ class Workspace:
 
     def fsck(self, *, verify: bool = True, progress: Progress | None = None) -> FsckReport:
         """Verify every reference and (with ``verify``) every blob's hash."""
+        self._local_only("fsck")
         return fsck(self.store, self.blobs, verify=verify, progress=progress)
 
     def gc(self, *, dry_run: bool = False, grace_seconds: float = 3600.0) -> GcReport:
         """Remove blobs that no live version references."""
+        self._local_only("gc")
         return gc(
             self.store,
             self.blobs,
@@ -217,15 +302,52 @@ class Workspace:
         )
 
     def events(
-        self, *, limit: int = 100, kind: str | None = None, subject: str | None = None
+        self,
+        *,
+        limit: int = 100,
+        kind: str | None = None,
+        subject: str | None = None,
+        actor: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        offset: int = 0,
     ) -> list[EventRecord]:
-        """The newest ``limit`` events of the audit log, oldest first."""
-        return self.store.events(limit=limit, kind=kind, subject=subject)
+        """The newest ``limit`` events of the audit log, oldest first, after skipping the
+        ``offset`` newest (pages of the log). Filters: ``kind`` and ``subject`` by
+        prefix (``dataset.``), ``actor`` exactly (``token:alice``, or an OS user), times
+        from ``since`` (inclusive) until ``until`` (exclusive); a time without a zone is
+        UTC."""
+        found: list[EventRecord] = self.store.events(
+            limit=limit,
+            kind=kind,
+            subject=subject,
+            actor=actor,
+            since=since,
+            until=until,
+            offset=offset,
+        )
+        return found
+
+    def _local_only(self, what: str) -> None:
+        if self.remote is not None:
+            raise UsageError(
+                f"`{what}` walks every blob and runs where the stores are, not through "
+                f"the server at {self.remote.connection.url}",
+                hint=f"run `modelcycle {what}` in the server's workspace folder",
+            )
 
     def info(self) -> dict[str, Any]:
-        return {
+        out = {
             "root": str(self.root),
             "store": self.config.store_url,
             "blobs": self.config.blobs_url,
             "actor": self.actor,
         }
+        if self.remote is not None:
+            out.update(
+                server=self.remote.connection.url,
+                role=self.remote.role,
+                server_version=self.remote.server_version,
+                cache=str(self.root),
+            )
+        return out

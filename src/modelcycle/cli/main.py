@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -226,11 +227,31 @@ def events(
     subject: Annotated[
         str | None, typer.Option(help="Only events whose subject starts with this.")
     ] = None,
+    actor: Annotated[
+        str | None, typer.Option(help="Only events by this actor, e.g. token:alice or an OS user.")
+    ] = None,
+    since: Annotated[
+        dt.datetime | None, typer.Option(help="Only events at or after this time (UTC).")
+    ] = None,
+    until: Annotated[
+        dt.datetime | None, typer.Option(help="Only events before this time (UTC).")
+    ] = None,
+    offset: Annotated[
+        int, typer.Option(min=0, help="Skip this many of the newest matches (page back).")
+    ] = 0,
     json_out: JsonOpt = False,
 ) -> None:
     """The audit log: every state change, who made it and when."""
     with open_workspace() as ws:
-        rows = ws.events(limit=limit, kind=kind, subject=subject)
+        rows = ws.events(
+            limit=limit,
+            kind=kind,
+            subject=subject,
+            actor=actor,
+            since=since,
+            until=until,
+            offset=offset,
+        )
     if json_out:
         print_json(
             [
@@ -257,12 +278,24 @@ def quickstart(
         Path | None,
         typer.Argument(help="Folder for the demo workspace (default: a new temp folder)."),
     ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            envvar="MODELCYCLE_URL",
+            help="Walk it against the platform server at this address instead "
+            "(token from MODELCYCLE_TOKEN).",
+        ),
+    ] = None,
 ) -> None:
     """Walk the lifecycle on a bundled dataset: version, clean, validate, split, label,
-    train, tune, evaluate, gate, promote, trace lineage."""
+    train, tune, evaluate, gate, promote, serve, monitor, retrain, trace lineage."""
+    import os
+
     from modelcycle.api.quickstart import run_quickstart
 
-    run_quickstart(path, say=console.print)
+    token = os.environ.get("MODELCYCLE_TOKEN") or None
+    run_quickstart(path, say=console.print, url=url, token=token)
 
 
 def main() -> None:

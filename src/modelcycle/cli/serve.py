@@ -74,7 +74,8 @@ def serve(
     from modelcycle.serving.settings import MIB
 
     with Workspace.open() as ws:
-        root = str(ws.root)
+        # A remote workspace is reopened by each worker from MODELCYCLE_URL.
+        root = None if ws.remote is not None else str(ws.root)
     settings = ServeSettings(
         refs=tuple(refs or ()),
         deployment=deployment,

@@ -26,12 +26,13 @@ def server(
     import uvicorn
 
     from modelcycle.api import Workspace
+    from modelcycle.core.config import find_workspace_root
     from modelcycle.server import Scheduler, create_app
 
     seconds = parse_duration(tick, "--tick")
     if seconds < 0.05:
         raise UsageError(f"--tick is {tick}; it must be at least 50ms", hint="e.g. --tick 10s")
-    with Workspace.open() as ws:
+    with Workspace.open(find_workspace_root()) as ws:  # never a remote one: it serves
         root = ws.root
         open_server = not ws.tokens.required()
     if open_server and not _loopback(host):

@@ -18,6 +18,11 @@ from modelcycle.core.text import suggest
 CONFIG_NAME = "modelcycle.toml"
 STATE_DIR = ".modelcycle"
 ENV_WORKSPACE = "MODELCYCLE_WORKSPACE"
+# A platform server to work against instead of a local workspace, and the token to use.
+ENV_URL = "MODELCYCLE_URL"
+ENV_TOKEN = "MODELCYCLE_TOKEN"
+# Where a client of a server keeps its cache and local state (default: ~/.cache/modelcycle).
+ENV_CACHE = "MODELCYCLE_CACHE"
 DEFAULT_STORE = f"sqlite:///{STATE_DIR}/metadata.db"
 DEFAULT_BLOBS = f"{STATE_DIR}/blobs"
 
@@ -296,6 +301,71 @@ def _optional_text(table: dict[str, Any], key: str, where: str) -> str | None:
     )
 
 
+SERVER_DEFAULTS: dict[str, int] = {
+    "max_upload_bytes": 16 << 30,
+    "upload_chunk_bytes": 8 << 20,
+    "max_request_bytes": 64 << 20,
+}
+# An S3 part is at most 5 GiB, so a chunk (which becomes one part) is too.
+MAX_CHUNK_BYTES = 5 << 30
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """The ``[server]`` table: limits of the platform server (`modelcycle server`).
+
+    ``max_upload_bytes``: the largest blob a client may upload (413 above it).
+    ``upload_chunk_bytes``: the size of the chunks (or S3 parts, at least 5 MiB) a
+    blob is uploaded in; a chunk request may not carry more.
+    ``max_request_bytes``: the largest body of any other request (JSON calls, forms).
+    """
+
+    max_upload_bytes: int = SERVER_DEFAULTS["max_upload_bytes"]
+    upload_chunk_bytes: int = SERVER_DEFAULTS["upload_chunk_bytes"]
+    max_request_bytes: int = SERVER_DEFAULTS["max_request_bytes"]
+
+    def __post_init__(self) -> None:
+        for key, default in SERVER_DEFAULTS.items():
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UsageError(
+                    f"{CONFIG_NAME}: server.{key} must be a whole number of bytes above 0, "
+                    f"got {value!r}",
+                    hint=f"the default is {default} (leave it out to use it)",
+                )
+        if self.upload_chunk_bytes > MAX_CHUNK_BYTES:
+            raise UsageError(
+                f"{CONFIG_NAME}: server.upload_chunk_bytes must be at most {MAX_CHUNK_BYTES} "
+                f"(5 GiB, the largest S3 part), got {self.upload_chunk_bytes}",
+                hint=f"the default is {SERVER_DEFAULTS['upload_chunk_bytes']}",
+            )
+
+    def to_toml(self) -> str:
+        """The ``[server]`` table with the settings that differ from the defaults; empty
+        when none does."""
+        changed = [
+            f"{key} = {getattr(self, key)}"
+            for key, default in SERVER_DEFAULTS.items()
+            if getattr(self, key) != default
+        ]
+        return "\n".join(["[server]", *changed]) if changed else ""
+
+
+def parse_server(value: object) -> ServerConfig:
+    """The ``server`` table of a parsed ``modelcycle.toml``, checked."""
+    if not isinstance(value, dict):
+        raise UsageError(
+            f"{CONFIG_NAME}: server must be a table", hint="write it as a [server] table"
+        )
+    for key in value:
+        if key not in SERVER_DEFAULTS:
+            raise UsageError(
+                f"{CONFIG_NAME}: server has an unknown field {key!r}{suggest(key, SERVER_DEFAULTS)}",
+                hint=f"fields: {', '.join(SERVER_DEFAULTS)}",
+            )
+    return ServerConfig(**value)
+
+
 @dataclass(frozen=True)
 class WorkspaceConfig:
     """Where a workspace keeps its metadata and its blobs.
@@ -309,6 +379,7 @@ class WorkspaceConfig:
     blobs_url: str = DEFAULT_BLOBS
     blobs_options: dict[str, str] = field(default_factory=dict)
     webhooks: tuple[WebhookConfig, ...] = ()
+    server: ServerConfig = field(default_factory=ServerConfig)
 
     @property
     def state_dir(self) -> Path:
@@ -344,6 +415,8 @@ class WorkspaceConfig:
             for key, value in self.blobs_options.items()
             if key != "url"
         ]
+        if server := self.server.to_toml():
+            lines += ["", server]
         for hook in self.webhooks:
             lines += ["", hook.to_toml()]
         return "\n".join(lines) + "\n"
@@ -371,6 +444,7 @@ class WorkspaceConfig:
             blobs_url=blobs_url,
             blobs_options={k: str(v) for k, v in blobs.items()},
             webhooks=parse_webhooks(data["webhooks"]) if "webhooks" in data else (),
+            server=parse_server(data["server"]) if "server" in data else ServerConfig(),
         )
 
 

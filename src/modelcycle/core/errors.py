@@ -6,7 +6,8 @@ The tree::
     ├── UsageError                       exit 2   HTTP 400  bad arguments, refs, expressions
     │   ├── RefError                     exit 2   HTTP 400  a ref that cannot be parsed
     │   ├── RecipeError                  exit 2   HTTP 400  unknown step, bad parameters
-    │   └── RulesError                   exit 2   HTTP 400  a rule file with a typo
+    │   ├── RulesError                   exit 2   HTTP 400  a rule file with a typo
+    │   └── PayloadTooLargeError         exit 12  HTTP 413  a request or upload over a limit
     ├── NotFoundError                    exit 3   HTTP 404  dataset, version, tag, path
     │   └── WorkspaceNotFoundError       exit 3   HTTP 404
     ├── ConflictError                    exit 4   HTTP 409  exists already, in use
@@ -75,6 +76,12 @@ class RulesError(UsageError):
     """A validation rule file is malformed."""
 
 
+class PayloadTooLargeError(UsageError):
+    """A request body, an upload chunk or a declared upload is larger than the server
+    allows (the ``[server]`` limits of ``modelcycle.toml``); ``details['limit']`` is the
+    limit in bytes."""
+
+
 class NotFoundError(ModelcycleError):
     """Something named does not exist."""
 
@@ -129,6 +136,7 @@ ERROR_TABLE: dict[type[ModelcycleError], tuple[int, int]] = {
     RefError: (2, 400),
     RecipeError: (2, 400),
     RulesError: (2, 400),
+    PayloadTooLargeError: (12, 413),
     NotFoundError: (3, 404),
     WorkspaceNotFoundError: (3, 404),
     ConflictError: (4, 409),

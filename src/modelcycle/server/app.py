@@ -4,6 +4,8 @@
 
 Errors are the workspace's own: a `ModelcycleError` answers with its status from
 ``ERROR_TABLE`` and a JSON body ``{"error", "message", "hint"}``, the same the CLI prints.
+A browser asking for a page (`auth.wants_html`) gets it as the UI's error page instead,
+and so it does for a path that names no page (404) or a method it does not take (405).
 """
 
 from __future__ import annotations
@@ -14,20 +16,26 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.exceptions import HTTPException
 
 from modelcycle import __version__
 from modelcycle.core.errors import ModelcycleError, http_status
-from modelcycle.server.auth import TokenAuth
+from modelcycle.server.auth import TokenAuth, wants_html
+from modelcycle.server.blobs_api import blobs_router
+from modelcycle.server.limits import BodyLimit
 from modelcycle.server.metrics import MonitorCollector
 from modelcycle.server.routes import api_router
+from modelcycle.server.rpc import rpc_router
 from modelcycle.server.scheduler import Scheduler
 from modelcycle.server.security import SecurityHeaders
 from modelcycle.server.ui import ui_router
 from modelcycle.server.ui.core import HERE as UI_HERE
 from modelcycle.server.ui.core import error_page as pages_error
+from modelcycle.server.ui.core import http_error_page as pages_http_error
 
 UI_STATIC = UI_HERE / "static"
 
@@ -72,11 +80,18 @@ def create_app(
     @app.exception_handler(ModelcycleError)
     async def modelcycle_error(request: Request, error: ModelcycleError) -> Response:
         status = http_status(error)
-        if not request.url.path.startswith("/api/") and "text/html" in request.headers.get(
-            "accept", ""
-        ):
+        if wants_html(request.scope):
             return pages_error(request, error, status)
         return JSONResponse(error.to_dict(), status_code=status)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> Response:
+        # No route for the path (404) or the method (405): a browser gets a page with a
+        # way back; API clients keep FastAPI's JSON ({"detail": ...}) that the schema
+        # declares. Unsigned browsers never get here: auth sends them to sign in first.
+        if wants_html(request.scope):
+            return pages_http_error(request, error.status_code, error.detail, error.headers)
+        return await http_exception_handler(request, error)
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -100,8 +115,11 @@ def create_app(
         return Response(generate_latest(state["registry"]), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(api_router(ws))
+    app.include_router(blobs_router(ws))
+    app.include_router(rpc_router(ws))
     app.include_router(ui_router(ws))
     app.mount("/static", StaticFiles(directory=str(UI_STATIC)), name="static")
+    app.add_middleware(BodyLimit, limit=lambda: ws().config.server.max_request_bytes)
     app.add_middleware(TokenAuth, tokens=lambda: ws().tokens, allow_open=allow_open)
     app.add_middleware(SecurityHeaders)
 

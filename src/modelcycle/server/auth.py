@@ -88,7 +88,7 @@ class TokenAuth:
         except ModelcycleError as e:
             query = scope.get("query_string", b"").decode("latin-1")
             await _refuse(
-                send, e, html=_wants_html(scope), path=f"{path}?{query}" if query else path
+                send, e, html=wants_html(scope), path=f"{path}?{query}" if query else path
             )
             return
         state["token"] = row
@@ -130,7 +130,9 @@ def _same_site(scope: Scope, headers: list[tuple[bytes, bytes]]) -> None:
         )
 
 
-def _wants_html(scope: Scope) -> bool:
+def wants_html(scope: Scope) -> bool:
+    """Whether the request is a browser's for a page (an error answers as a page, or as a
+    redirect to sign in): it accepts HTML and is not for the JSON API or its schema."""
     if scope["path"].startswith("/api/") or scope["path"] == "/openapi.json":
         return False
     accept = dict(scope.get("headers", [])).get(b"accept", b"")

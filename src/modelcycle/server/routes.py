@@ -4,6 +4,7 @@ editor for changes, admin for tokens); `modelcycle.server.auth` checks it."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -260,10 +261,36 @@ def api_router(ws: Callable[[], Workspace]) -> APIRouter:
     @api.get("/events", dependencies=READ, tags=["events"])
     def events(
         limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
-        kind: str | None = None,
-        subject: str | None = None,
+        kind: Annotated[
+            str | None, Query(description="Only events whose kind starts with this")
+        ] = None,
+        subject: Annotated[
+            str | None, Query(description="Only events whose subject starts with this")
+        ] = None,
+        actor: Annotated[
+            str | None, Query(description="Only events by this actor, e.g. token:alice")
+        ] = None,
+        since: Annotated[
+            dt.datetime | None, Query(description="Only events at or after this time (UTC)")
+        ] = None,
+        until: Annotated[
+            dt.datetime | None, Query(description="Only events before this time (UTC)")
+        ] = None,
+        offset: Annotated[
+            int, Query(ge=0, le=MAX_ID, description="Skip this many of the newest matches")
+        ] = 0,
     ) -> list[dict[str, Any]]:
-        return [e.to_dict() for e in ws().events(limit=limit, kind=kind, subject=subject)]
+        """The newest ``limit`` matching events, oldest first; ``offset`` pages back."""
+        found = ws().events(
+            limit=limit,
+            kind=kind,
+            subject=subject,
+            actor=actor,
+            since=since,
+            until=until,
+            offset=offset,
+        )
+        return [e.to_dict() for e in found]
 
     @api.get("/tokens", dependencies=ADMIN, tags=["tokens"])
     def tokens() -> list[TokenInfo]:

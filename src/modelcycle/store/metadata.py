@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, RowMapping, and_, delete, func, inser
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.exc import OperationalError
 
-from modelcycle.core.errors import ConflictError, StorageError
+from modelcycle.core.errors import ConflictError, StorageError, UsageError
 from modelcycle.store import schema as t
 from modelcycle.store.engine import ensure_schema, make_engine
 
@@ -123,6 +123,19 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=dt.UTC)
     return value
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    """``value`` in UTC (naive means UTC), as every stored time is; SQLite compares the
+    stored text, so the zone must match. Times beyond the calendar's ends after the
+    shift are clamped to them."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError:
+        edge = dt.datetime.min if value.year == dt.MINYEAR else dt.datetime.max
+        return edge.replace(tzinfo=dt.UTC)
 
 
 class MetadataStore:
@@ -529,13 +542,38 @@ class MetadataStore:
             self.add_event(conn, kind, subject, payload)
 
     def events(
-        self, *, limit: int = 100, kind: str | None = None, subject: str | None = None
+        self,
+        *,
+        limit: int = 100,
+        kind: str | None = None,
+        subject: str | None = None,
+        actor: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        offset: int = 0,
     ) -> list[EventRecord]:
-        stmt = select(t.events).order_by(t.events.c.id.desc()).limit(limit)
+        """The newest ``limit`` events that match, after skipping the ``offset`` newest,
+        oldest first. ``kind`` and ``subject`` match by prefix, ``actor`` exactly (an
+        index serves it); ``since`` is inclusive, ``until`` exclusive."""
+        if limit < 1 or offset < 0:
+            raise UsageError(
+                f"cannot read {limit} events after skipping {offset}",
+                hint="limit counts from 1 and offset from 0",
+            )
+        c = t.events.c
+        # Newest first by time (the id breaks ties), so that ix_events_at, or
+        # ix_events_actor_at for one actor, yields the rows in order: no sort.
+        stmt = select(t.events).order_by(c.at.desc(), c.id.desc()).offset(offset).limit(limit)
         if kind:
-            stmt = stmt.where(t.events.c.kind.startswith(kind, autoescape=True))
+            stmt = stmt.where(c.kind.startswith(kind, autoescape=True))
         if subject:
-            stmt = stmt.where(t.events.c.subject.startswith(subject, autoescape=True))
+            stmt = stmt.where(c.subject.startswith(subject, autoescape=True))
+        if actor:
+            stmt = stmt.where(c.actor == actor)
+        if since is not None:
+            stmt = stmt.where(c.at >= _utc(since))
+        if until is not None:
+            stmt = stmt.where(c.at < _utc(until))
         with self.reading() as conn:
             rows = conn.execute(stmt).mappings().all()
         return [EventRecord(**{**dict(r), "at": _aware(r["at"])}) for r in reversed(rows)]

@@ -85,6 +85,7 @@ events = Table(
     Column("subject", String(400), nullable=False),
     Column("payload", JSON, nullable=False),
     Index("ix_events_at", "at"),
+    Index("ix_events_actor_at", "actor", "at"),  # migration 0011: the audit page's filter
 )
 
 # -- labeling (migration 0002) -------------------------------------------------------------

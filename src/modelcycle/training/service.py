@@ -16,12 +16,19 @@ from modelcycle.training.tuning import Services, tune
 
 class TrainingService:
     def __init__(
-        self, runs: RunService, datasets: DatasetService, config: WorkspaceConfig, actor: str
+        self,
+        runs: RunService,
+        datasets: DatasetService,
+        config: WorkspaceConfig,
+        actor: str,
+        *,
+        remote: dict[str, Any] | None = None,
     ) -> None:
         self.runs = runs
         self.datasets = datasets
         self.config = config
         self.actor = actor
+        self.remote = remote  # {"url", "token"} of the server a remote workspace uses
 
     def services(self) -> Services:
         c = self.config
@@ -32,6 +39,7 @@ class TrainingService:
                 "blobs_options": dict(c.blobs_options),
                 "state_dir": str(c.state_dir),
                 "actor": self.actor,
+                "remote": self.remote,
             }
         )
 

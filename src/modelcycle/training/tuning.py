@@ -41,16 +41,30 @@ class Services:
         from modelcycle.tracking.service import RunService
 
         c = self.config
+        if c.get("remote"):
+            from modelcycle.remote.parts import open_parts
+
+            parts = open_parts(
+                c["remote"]["url"], c["remote"]["token"], Path(c["state_dir"]).parent
+            )
+            metadata: Any = parts.metadata  # stands in for the local stores, method for method
+            datasets = DatasetService(metadata, parts.blobs, Path(c["state_dir"]))
+            runs: Any = parts.store("runs")
+            return metadata, datasets, RunService(runs, datasets, parts.blobs)
         store = MetadataStore(c["store"], actor=c["actor"])
         blobs = open_blob_store(c["blobs"], c["blobs_options"])
         datasets = DatasetService(store, blobs, Path(c["state_dir"]))
         return store, datasets, RunService(RunStore(store), datasets, blobs)
 
 
-def optuna_storage(store: Any) -> str:
+def optuna_storage(store: Any, state_dir: Path | None = None) -> str:
     """Where studies live for the metadata ``store`` (Optuna keeps its own Alembic
-    version table, so it cannot share the store's tables or schema)."""
+    version table, so it cannot share the store's tables or schema). A remote
+    workspace keeps them in a file of its local ``state_dir``: workers on this machine
+    share it, and the trials themselves are runs on the server."""
     url = store.url
+    if url.startswith(("http://", "https://")) and state_dir is not None:
+        return f"sqlite:///{state_dir / 'optuna.db'}"
     if url.startswith("sqlite:///"):
         db = Path(url.removeprefix("sqlite:///"))
         return f"sqlite:///{db.with_name('optuna.db')}"
@@ -153,7 +167,7 @@ def tune(
     assert spec.search is not None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     search = spec.search
-    storage = optuna_storage(runs.store.store)
+    storage = optuna_storage(runs.store.store, Path(services.config["state_dir"]))
     study_name = search.study or f"{spec.experiment}/{spec.name or spec.estimator}"
     pruner: Any = (
         optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)

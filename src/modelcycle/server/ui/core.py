@@ -14,6 +14,7 @@ import importlib
 import math
 import secrets
 from collections.abc import Callable, Mapping
+from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,7 @@ NAV = (
     ("/models", "Models"),
     ("/deployments", "Deployments"),
     ("/monitors", "Monitoring"),
+    ("/audit", "Audit"),
 )
 
 
@@ -119,9 +121,56 @@ def local_path(target: str) -> str:
     return target
 
 
-def error_page(request: Request, error: ModelcycleError, status: int) -> HTMLResponse:
-    """A workspace error as a page (for browsers; API clients get JSON)."""
-    return render(request, "error.html", status_code=status, error=error)
+def error_page(
+    request: Request, error: ModelcycleError, status: int, **context: Any
+) -> HTMLResponse:
+    """A workspace error as a page (for browsers; API clients get JSON). ``context``:
+    ``title`` (else the error's class) and ``back`` (href, label) besides Home."""
+    return render(request, "error.html", status_code=status, error=error, **context)
+
+
+def http_error_page(
+    request: Request, status: int, detail: str, headers: Mapping[str, str] | None = None
+) -> HTMLResponse:
+    """The HTTP layer's own refusals as pages: a path that names no page (404), a method
+    the page does not take (405, its ``Allow`` header kept), anything else with
+    ``detail``."""
+    path = request.url.path
+    headers = dict(headers or {})
+    back = None
+    if status == 404:
+        error: ModelcycleError = NotFoundError(
+            f"there is no page at {path}",
+            hint="check the address for a typo, or find the page from the menu above",
+        )
+        back = _section_of(path)
+    elif status == 405:
+        allow = next((v for k, v in headers.items() if k.lower() == "allow"), "")
+        methods = sorted(m.strip() for m in allow.split(",") if m.strip())
+        takes_get = "GET" in methods
+        error = UsageError(
+            f"{path} does not take {request.method} requests",
+            hint=f"it takes only {', '.join(methods)}: "
+            + ("open it as a link" if takes_get else "use the button on the page that leads here"),
+        )
+        back = (path, "the page") if takes_get else _section_of(path)
+    else:
+        error = ModelcycleError(detail)
+    try:
+        title = HTTPStatus(status).phrase
+    except ValueError:
+        title = "Error"
+    response = error_page(request, error, status, title=title, back=back)
+    response.headers.update(headers)
+    return response
+
+
+def _section_of(path: str) -> tuple[str, str] | None:
+    """The menu entry (not Home) whose pages ``path`` is under, as a way back."""
+    for href, label in NAV:
+        if href != "/" and path.startswith(href + "/"):
+            return href, label
+    return None
 
 
 class Pages:
