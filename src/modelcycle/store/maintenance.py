@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from modelcycle.core.errors import ConflictError, NotFoundError
 from modelcycle.store import schema as t
@@ -234,24 +235,30 @@ class MaintenanceStore:
                         f"({min_interval_seconds:.0f} s)",
                         hint="wait, or lower min_interval in the policy",
                     )
-            rid = conn.execute(
-                insert(t.maintenance_runs).values(
-                    deployment=deployment,
-                    model=model,
-                    trigger=trigger,
-                    policy=policy,
-                    state="running",
-                    phase="start",
-                    champion=champion,
-                    steps=[],
-                    data={},
-                    started_at=now,
-                    updated_at=now,
-                    started_by=self.store.actor,
-                    lease_owner=lease_owner,
-                    lease_until=utcnow() + dt.timedelta(seconds=lease_seconds),
-                )
-            ).inserted_primary_key[0]  # type: ignore[index]
+            try:
+                rid = conn.execute(
+                    insert(t.maintenance_runs).values(
+                        deployment=deployment,
+                        model=model,
+                        trigger=trigger,
+                        policy=policy,
+                        state="running",
+                        phase="start",
+                        champion=champion,
+                        steps=[],
+                        data={},
+                        started_at=now,
+                        updated_at=now,
+                        started_by=self.store.actor,
+                        lease_owner=lease_owner,
+                        lease_until=utcnow() + dt.timedelta(seconds=lease_seconds),
+                    )
+                ).inserted_primary_key[0]  # type: ignore[index]
+            except SAIntegrityError:
+                raise ConflictError(
+                    f"a maintenance run of {model} has just been started by another process",
+                    hint="at most one runs per model; see `modelcycle maintenance list`",
+                ) from None
             self.store.add_event(
                 conn,
                 "maintenance.started",

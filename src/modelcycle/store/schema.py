@@ -17,6 +17,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData()
@@ -560,6 +561,15 @@ maintenance_runs = Table(
     Column("lease_owner", String(200)),
     Column("lease_until", DateTime(timezone=True)),
     Index("ix_maintenance_runs_deployment", "deployment", "id"),
+    # At most one running run per model, even when two schedulers start one at once
+    # (migration 0012): the second insert fails instead of both running.
+    Index(
+        "ux_maintenance_runs_running",
+        "model",
+        unique=True,
+        sqlite_where=text("state = 'running'"),
+        postgresql_where=text("state = 'running'"),
+    ),
 )
 
 # -- API tokens (migration 0010) -----------------------------------------------------------
