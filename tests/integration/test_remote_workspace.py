@@ -4,12 +4,15 @@ remotely against a server whose stores are PostgreSQL and an S3-compatible bucke
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import re
 import signal
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pandas as pd
@@ -19,6 +22,7 @@ from platform_support import serve_app
 from sklearn.linear_model import LogisticRegression
 
 import modelcycle as mc
+from modelcycle.remote import codec
 from modelcycle.server import create_app
 from servers import S3Location, free_port
 
@@ -139,6 +143,9 @@ def test_the_cli_works_against_a_server_named_by_modelcycle_url(
     assert local.datasets.resolve("points").message == "by the CLI"
     events = cli("events", "--json")
     assert "token:editor" in events.stdout
+    mc.Workspace.create(tmp_path / "mine").close()  # a local workspace the URL overrides
+    inside = run_cli("dataset", "list", cwd=tmp_path / "mine", env=env)
+    assert "points" in inside.stdout and "note: MODELCYCLE_URL is set" in inside.stderr
     fsck = cli("fsck")
     assert fsck.returncode == 2 and "in the server's workspace folder" in fsck.stderr
     env["MODELCYCLE_TOKEN"] = "mc_revoked_or_wrong"
@@ -181,16 +188,16 @@ def test_the_quickstart_runs_remotely_against_postgres_and_s3(
         blobs=s3_bucket_url.url,
         blobs_options=s3_options(s3_bucket_url.endpoint_url),
     )
-    _, token = ws.tokens.create("quickstart", role="editor")
+    _, token = ws.tokens.create("quickstart", role="admin")  # it sets a monitor and a policy
     ws.close()
     port = free_port()
     proc = _start_server(root, port, tmp_path / "server.log")
     url = f"http://127.0.0.1:{port}"
     try:
         env = {k: v for k, v in cli_env().items() if not k.startswith("MODELCYCLE_")}
-        env.update(MODELCYCLE_URL=url, MODELCYCLE_TOKEN=token)
+        env.update(MODELCYCLE_TOKEN=token)
         walk = subprocess.run(
-            [modelcycle_exe(), "quickstart", str(tmp_path / "client")],
+            [modelcycle_exe(), "quickstart", str(tmp_path / "client"), "--url", url],
             env=env,
             capture_output=True,
             text=True,
@@ -203,6 +210,15 @@ def test_the_quickstart_runs_remotely_against_postgres_and_s3(
         assert f"Server: {url}" in out and "as token:quickstart" in out
         assert re.search(r"-> succeeded: .*promoted", out) or "promoted" in out, out[-3000:]
         assert f"web UI at {url}" in out
+        again = subprocess.run(
+            [modelcycle_exe(), "quickstart", str(tmp_path / "again"), "--url", url],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert again.returncode == 4 and "already holds the quickstart's" in again.stderr
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
@@ -225,3 +241,138 @@ def test_the_quickstart_runs_remotely_against_postgres_and_s3(
     bucket = boto3.client("s3", **options)
     listed = bucket.list_objects_v2(Bucket=s3_bucket_url.bucket, Prefix=s3_bucket_url.prefix)
     assert listed["KeyCount"] > 20  # the blobs went to the bucket, not to a folder
+
+
+STAGE = {"reason": None, "forced": False, "exclusive": False}
+
+
+def _rpc(
+    url: str, token: str, call: str, *args: Any, key: str | None = None, **kwargs: Any
+) -> httpx.Response:
+    store, method = call.split(".")
+    headers = {"Authorization": f"Bearer {token}"}
+    if key:
+        headers["Idempotency-Key"] = key
+    body = {"args": codec.encode(list(args)), "kwargs": codec.encode(kwargs)}
+    return httpx.post(f"{url}/api/v1/rpc/{store}/{method}", json=body, headers=headers)
+
+
+def test_the_server_checks_what_a_client_sends(
+    server: tuple[mc.Workspace, str, dict[str, str]], tmp_path: Path
+) -> None:
+    """Records are taken by id, not as sent; stage moves follow the registry's rules;
+    events, clocks and leases are bounded; monitors' secrets stay with editors."""
+    local, url, tokens = server
+    csv = tmp_path / "data.csv"
+    frame = _frame()
+    frame.to_csv(csv, index=False)
+    local.datasets.add("points", csv)
+    for name in ("model-a", "model-b"):
+        with local.start_run(name) as run:
+            fitted = LogisticRegression().fit(frame[["a", "b", "c"]], frame["y"])
+            run.log_model(fitted, "model", register_as=name)
+    b1 = local.models.resolve("model-b@1")
+    forged = dataclasses.replace(
+        b1, model="model-a", model_id=local.models.resolve("model-a@1").model_id
+    )
+    answer = _rpc(url, tokens["editor"], "registry.set_alias", forged, "champion", None)
+    assert answer.status_code == 404 and "does not exist" in answer.json()["message"]
+    assert local.models.store.aliases(forged.model_id) == {}
+
+    a1 = local.models.resolve("model-a@1")
+    retire = _rpc(url, tokens["editor"], "registry.set_stage", a1, "retired", **STAGE)
+    assert retire.status_code == 403 and retire.json()["details"]["needed"] == "admin"
+    _rpc(url, tokens["editor"], "registry.set_stage", a1, "archived", **STAGE).raise_for_status()
+    a1 = local.models.resolve("model-a@1")
+    assert a1.stage == "archived"
+    local.models.transition("model-a@1", "staging")
+    # staging -> registered is no move at all: refused whatever the client says
+    illegal = _rpc(
+        url,
+        tokens["editor"],
+        "registry.set_stage",
+        local.models.resolve("model-a@1"),
+        "registered",
+        **STAGE,
+    )
+    assert illegal.status_code == 409, illegal.text
+
+    forged_event = _rpc(
+        url, tokens["editor"], "metadata.record_event", "token.revoked", "admin", {}
+    )
+    assert forged_event.status_code == 400
+    assert not [e for e in local.events(limit=500) if e.kind == "token.revoked"]
+
+    future = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
+    skewed = _rpc(url, tokens["editor"], "monitors.claim_due", future)
+    assert skewed.status_code == 400 and "server's clock" in skewed.json()["message"]
+
+    # An editor may not point the server's scheduler at files or URLs: admins set monitors.
+    spec = {
+        "checks": ["operations"],
+        "rules": [],
+        "channels": [
+            {"type": "webhook", "url": "https://hooks.example/secret-path", "secret": "S3CR3T"}
+        ],
+    }
+    now = dt.datetime.now(dt.UTC)
+    denied = httpx.post(
+        f"{url}/api/v1/rpc/monitors/create",
+        json={
+            "args": [],
+            "kwargs": codec.encode(
+                {
+                    "name": "watch",
+                    "deployment": "d",
+                    "reference": "points@1",
+                    "spec": spec,
+                    "schedule_seconds": 60.0,
+                    "window_seconds": 3600.0,
+                    "next_run_at": now,
+                }
+            ),
+        },
+        headers={"Authorization": f"Bearer {tokens['editor']}"},
+    )
+    assert denied.status_code == 403, denied.text
+    local.monitors.store.create(
+        name="watch",
+        deployment="d",
+        reference="points@1",
+        spec=spec,
+        schedule_seconds=60.0,
+        window_seconds=3600.0,
+        next_run_at=now,
+    )
+    seen_by_reader = _rpc(url, tokens["reader"], "monitors.live").text
+    assert "S3CR3T" not in seen_by_reader and "secret-path" not in seen_by_reader
+    assert "S3CR3T" in _rpc(url, tokens["editor"], "monitors.live").text
+
+    # A changing call sent twice with one idempotency key is applied once.
+    before = len(local.events(limit=1000, kind="dataset.validated"))
+    for _ in range(2):
+        sent = _rpc(
+            url,
+            tokens["editor"],
+            "metadata.record_event",
+            "dataset.validated",
+            "points@1",
+            {"ok": True},
+            key="k-1",
+        )
+        sent.raise_for_status()
+    assert len(local.events(limit=1000, kind="dataset.validated")) == before + 1
+
+
+def test_long_metric_batches_go_in_pieces(
+    server: tuple[mc.Workspace, str, dict[str, str]], tmp_path: Path
+) -> None:
+    local, url, tokens = server
+    cache = tmp_path / "c"
+    with (
+        mc.Workspace.connect(url, token=tokens["editor"], cache=cache) as ws,
+        ws.start_run("long") as run,
+    ):
+        run.log_batch([("loss", 1.0 / (i + 1), i, 1_700_000_000_000 + i) for i in range(45_000)])
+    history = local.runs.metric_history(run.id, "loss")
+    assert len(history) == 45_000 and history[-1].step == 44_999

@@ -18,7 +18,11 @@ from typing import Any
 
 from modelcycle.api.workspace import Workspace
 from modelcycle.core.config import ENV_CACHE, ENV_TOKEN, ENV_URL, ENV_WORKSPACE
+from modelcycle.core.errors import ConflictError
 from modelcycle.registry.lineage import model_lineage_lines
+
+# Datasets the walk creates; a server that holds any of them is not walked again.
+QUICKSTART_NAMES = ("cancer", "cancer-train", "cancer-validation", "cancer-test", "cancer-labeled")
 
 RECIPE = """\
 # Cleaning recipe for the quickstart's raw data.
@@ -79,6 +83,14 @@ def run_quickstart(
     root.mkdir(parents=True, exist_ok=True)
     if url:
         ws = Workspace.connect(url, token=token, cache=root)
+        taken = [n for n in QUICKSTART_NAMES if ws.datasets.latest(n) is not None]
+        if taken or ws.labels.labels.get_project("diagnosis") is not None:
+            ws.close()
+            raise ConflictError(
+                f"the server at {url} already holds the quickstart's datasets "
+                f"({', '.join(taken) or 'labeling project diagnosis'})",
+                hint="walk the quickstart against a fresh server (its names are fixed)",
+            )
     else:
         ws = Workspace.create(root, exist_ok=True)
     try:

@@ -282,9 +282,8 @@ def quickstart(
         str | None,
         typer.Option(
             "--url",
-            envvar="MODELCYCLE_URL",
-            help="Walk it against the platform server at this address instead "
-            "(token from MODELCYCLE_TOKEN).",
+            help="Walk it against the platform server at this address instead (token "
+            "from MODELCYCLE_TOKEN); the server must not hold the quickstart's names yet.",
         ),
     ] = None,
 ) -> None:

@@ -27,6 +27,16 @@ from modelcycle.core.errors import (
 
 # Statuses worth another try: the server or a proxy in front of it was busy or restarting.
 RETRY_STATUSES = frozenset({502, 503, 504})
+# Network failures worth another try: the request was not sent, or the connection broke.
+# A read timeout is not retried: the server may still be working on the first request.
+RETRYABLE = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.RemoteProtocolError,
+    httpx.ReadError,
+    httpx.WriteError,
+)
 _BY_NAME: dict[str, type[ModelcycleError]] = {cls.__name__: cls for cls in ERROR_TABLE}
 _BY_STATUS: dict[int, type[ModelcycleError]] = {
     413: PayloadTooLargeError,  # a proxy's own limit, e.g. nginx client_max_body_size
@@ -134,9 +144,18 @@ class Connection:
                     else httpx.Timeout(timeout, connect=10.0),
                 )
             except httpx.TransportError as e:
-                if attempt + 1 < attempts:
+                if isinstance(e, RETRYABLE) and attempt + 1 < attempts:
                     time.sleep(min(0.25 * 2**attempt, 4.0))
                     continue
+                if isinstance(e, httpx.TimeoutException) and not isinstance(
+                    e, httpx.ConnectTimeout | httpx.PoolTimeout
+                ):
+                    raise StorageError(
+                        f"the modelcycle server at {self.url} did not answer {method} {path} "
+                        f"in time ({e})",
+                        hint="the server may be overloaded; the change may or may not have "
+                        "been made, so check before repeating it",
+                    ) from e
                 raise StorageError(
                     f"cannot reach the modelcycle server at {self.url}: {e}",
                     hint="start it with `modelcycle server`, or check MODELCYCLE_URL",

@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 from modelcycle.blobs.base import BlobStore
 from modelcycle.core.config import STATE_DIR
 from modelcycle.remote.http import Connection
-from modelcycle.remote.stores import RemoteMetadataStore, RemoteStore
+from modelcycle.remote.stores import RemoteMetadataStore, RemoteRunStore, RemoteStore
 
 
 @dataclass
@@ -29,7 +29,8 @@ class RemoteParts:
 
     def store(self, name: str) -> RemoteStore:
         if name not in self._stores:
-            self._stores[name] = RemoteStore(self.connection, name, self.metadata)
+            cls = RemoteRunStore if name == "runs" else RemoteStore
+            self._stores[name] = cls(self.connection, name, self.metadata)
         return self._stores[name]
 
     @property

@@ -9,7 +9,8 @@ difference: they call the same methods with the same records.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -18,8 +19,11 @@ from modelcycle.core.errors import UsageError
 from modelcycle.remote import codec
 from modelcycle.remote.http import Connection
 
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
 # Methods that change nothing, or whose change the store makes once however often it is
-# sent (a tag set again, a lease claimed again by its owner): safe to retry.
+# sent (a lease claimed again by its owner): safe to retry as they are. Every other call
+# carries an idempotency key, so that the server applies a retried call only once.
 _SAFE_PREFIXES = ("get", "list", "version", "find", "search", "live", "require", "alert")
 _SAFE = frozenset(
     {
@@ -66,12 +70,13 @@ _SAFE = frozenset(
         "tags",
         "tasks",
         "transitions",
-        "set_tag",
-        "set_alias",
         "claim",
         "release",
     }
 )
+# A batch of metric points is sent in pieces of at most this many (a body stays a few
+# MB, far below the server's request limit however long the writer was kept waiting).
+POINTS_PER_CALL = 20_000
 
 
 class RemoteStore:
@@ -93,13 +98,10 @@ class RemoteStore:
 
         def call(*args: Any, **kwargs: Any) -> Any:
             body = orjson.dumps({"args": codec.encode(list(args)), "kwargs": codec.encode(kwargs)})
-            response = self._conn.request(
-                "POST",
-                path,
-                content=body,
-                headers={"Content-Type": "application/json"},
-                idempotent=safe,
-            )
+            headers = {"Content-Type": "application/json"}
+            if not safe:
+                headers[IDEMPOTENCY_HEADER] = uuid.uuid4().hex
+            response = self._conn.request("POST", path, content=body, headers=headers)
             return codec.decode(orjson.loads(response.content)["result"])
 
         call.__name__ = method
@@ -108,6 +110,25 @@ class RemoteStore:
 
     def __repr__(self) -> str:
         return f"RemoteStore({self._name!r}, {self._conn.url!r})"
+
+
+class RemoteRunStore(RemoteStore):
+    """The server's run store; long metric batches go in pieces."""
+
+    def write_batch(
+        self,
+        run_id: str,
+        points: Sequence[Any],
+        params: Sequence[tuple[str, str]] = (),
+        tags: Sequence[tuple[str, str]] = (),
+        end: Any = None,
+    ) -> None:
+        send = self._method("write_batch")
+        points = list(points)
+        while len(points) > POINTS_PER_CALL:  # params, tags and the end go with the last
+            send(run_id, points[:POINTS_PER_CALL])
+            points = points[POINTS_PER_CALL:]
+        send(run_id, points, params, tags, end)
 
 
 class RemoteMetadataStore(RemoteStore):

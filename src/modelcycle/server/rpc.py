@@ -13,11 +13,15 @@ encoding of `modelcycle.remote.codec`.
 
 from __future__ import annotations
 
+import collections
 import collections.abc as cabc
 import dataclasses
 import datetime as dt
 import functools
 import inspect
+import logging
+import threading
+import time
 import types
 import typing
 from collections.abc import Callable
@@ -30,13 +34,17 @@ from pydantic import BaseModel, Field
 
 from modelcycle import __version__
 from modelcycle.access.tokens import TokenService
-from modelcycle.core.errors import NotFoundError, UsageError
+from modelcycle.core.errors import ModelcycleError, NotFoundError, UsageError
 from modelcycle.remote import codec
+from modelcycle.remote.stores import IDEMPOTENCY_HEADER
+from modelcycle.server import rpc_guards
 from modelcycle.server.auth import needs
 from modelcycle.server.routes import ERRORS
 
 if TYPE_CHECKING:
     from modelcycle.api.workspace import Workspace
+
+log = logging.getLogger(__name__)
 
 Role = str | Callable[[inspect.BoundArguments], str]
 
@@ -132,8 +140,9 @@ METHODS: dict[str, dict[str, Role]] = {
     },
     "maintenance": {
         **dict.fromkeys(("get", "policies", "policy", "require", "runs"), R),
-        **dict.fromkeys(("claim", "release", "set_policy", "start", "update"), E),
-        "delete_policy": A,
+        **dict.fromkeys(("claim", "release", "start", "update"), E),
+        # A policy makes the server's scheduler retrain and fetch canary metrics: admins.
+        **dict.fromkeys(("set_policy", "delete_policy"), A),
     },
     "monitors": {
         **dict.fromkeys(
@@ -150,8 +159,10 @@ METHODS: dict[str, dict[str, Role]] = {
             ),
             R,
         ),
-        **dict.fromkeys(("acknowledge", "add_result", "claim_due", "create"), E),
-        "delete": A,
+        **dict.fromkeys(("acknowledge", "add_result", "claim_due"), E),
+        # A monitor's channels make the server's scheduler write files and send
+        # requests: only admins set them.
+        **dict.fromkeys(("create", "delete"), A),
     },
     "pipelines": {
         **dict.fromkeys(("runs", "stage_state"), R),
@@ -209,7 +220,36 @@ class Whoami(BaseModel):
     stores: list[str]
 
 
+class Replays:
+    """Answers of recent changing calls by idempotency key: a call a client sends again
+    (its first answer was lost) gets the first answer, and is not applied twice.
+    Kept per server process for ``ttl`` seconds, at most ``size`` of them."""
+
+    def __init__(self, ttl: float = 600.0, size: int = 10_000) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._lock = threading.Lock()
+        self._answers: collections.OrderedDict[tuple[str, str], tuple[float, bytes]] = (
+            collections.OrderedDict()
+        )
+
+    def get(self, key: tuple[str, str]) -> bytes | None:
+        with self._lock:
+            hit = self._answers.get(key)
+            if hit is None or time.monotonic() - hit[0] > self.ttl:
+                return None
+            return hit[1]
+
+    def put(self, key: tuple[str, str], answer: bytes) -> None:
+        with self._lock:
+            self._answers[key] = (time.monotonic(), answer)
+            self._answers.move_to_end(key)
+            while len(self._answers) > self.size:
+                self._answers.popitem(last=False)
+
+
 def rpc_router(ws: Callable[[], Workspace]) -> APIRouter:
+    replays = Replays()
     api = APIRouter(prefix="/api/v1", tags=["remote"], responses=ERRORS)
 
     @api.get("/whoami", dependencies=[Depends(needs("reader"))])
@@ -234,6 +274,11 @@ def rpc_router(ws: Callable[[], Workspace]) -> APIRouter:
         body: RpcCall,
     ) -> Response:
         """Call one metadata-store method for a remote workspace."""
+        token = request.state.token
+        key = request.headers.get(IDEMPOTENCY_HEADER)
+        replay_key = (token.name if token is not None else "", key[:128]) if key else None
+        if replay_key is not None and (answer := replays.get(replay_key)) is not None:
+            return Response(answer, media_type="application/json")
         role = METHODS[store].get(method)
         if role is None:
             raise NotFoundError(
@@ -244,11 +289,22 @@ def rpc_router(ws: Callable[[], Workspace]) -> APIRouter:
         args = codec.decode(body.args)
         kwargs = codec.decode(body.kwargs)
         bound = _bind(store, method, target, args, kwargs)
-        TokenService.authorize(request.state.token, role if isinstance(role, str) else role(bound))
-        result = target(*bound.args, **bound.kwargs)
-        return Response(
-            orjson.dumps({"result": codec.encode(result)}), media_type="application/json"
-        )
+        TokenService.authorize(token, role if isinstance(role, str) else role(bound))
+        rpc_guards.check(ws(), store, method, token, bound)
+        try:
+            result = target(*bound.args, **bound.kwargs)
+        except ModelcycleError:
+            raise
+        except Exception as e:  # a bug or a broken store: said as such, logged in full
+            log.exception("%s.%s failed", store, method)
+            raise ModelcycleError(
+                f"{store}.{method} failed on the server: {type(e).__name__}: {e}",
+                hint="this is a bug or a broken store; the server's log has the traceback",
+            ) from e
+        answer = orjson.dumps({"result": codec.encode(rpc_guards.shown(token, store, result))})
+        if replay_key is not None:
+            replays.put(replay_key, answer)
+        return Response(answer, media_type="application/json")
 
     return api
 
