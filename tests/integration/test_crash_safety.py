@@ -46,7 +46,7 @@ pytestmark = pytest.mark.slow
 
 N_FILES = 2_000
 N_ROWS = 200_000
-N_TIMED_KILLS = 12
+N_TIMED_KILLS = 8
 KILLED = -signal.SIGKILL
 
 Trigger = Callable[[], bool]
