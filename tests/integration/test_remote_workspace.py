@@ -376,3 +376,26 @@ def test_long_metric_batches_go_in_pieces(
         run.log_batch([("loss", 1.0 / (i + 1), i, 1_700_000_000_000 + i) for i in range(45_000)])
     history = local.runs.metric_history(run.id, "loss")
     assert len(history) == 45_000 and history[-1].step == 44_999
+
+
+def test_a_corrupted_cached_blob_is_dropped_and_fetched_again(
+    server: tuple[mc.Workspace, str, dict[str, str]], tmp_path: Path
+) -> None:
+    local, url, tokens = server
+    csv = tmp_path / "data.csv"
+    _frame().to_csv(csv, index=False)
+    version = local.datasets.add("points", csv).version
+    cache = tmp_path / "cache"
+    with mc.Workspace.connect(url, token=tokens["reader"], cache=cache) as ws:
+        expected = ws.datasets.to_pandas("points@1")
+        cached = (
+            cache / ".modelcycle" / "blobs" / version.manifest_oid[:2] / version.manifest_oid[2:]
+        )
+        assert cached.is_file()
+        cached.chmod(0o644)
+        cached.write_bytes(b"flipped bits")
+        with pytest.raises(mc.BlobCorruptedError, match="it was removed"):
+            ws.blobs.read_bytes(version.manifest_oid)
+        assert not cached.exists()
+        assert ws.datasets.to_pandas("points@1").equals(expected)  # fetched again
+        assert cached.is_file()

@@ -33,7 +33,7 @@ from modelcycle.core.errors import (
     StorageError,
     UsageError,
 )
-from modelcycle.core.hashing import hash_bytes, hash_file
+from modelcycle.core.hashing import hash_bytes, hasher
 from modelcycle.remote.http import RETRY_STATUSES, Connection, error_from
 
 OID = re.compile(r"[0-9a-f]{64}")
@@ -47,6 +47,25 @@ Reader = Callable[[int, int], bytes]  # (first byte, how many) -> the blob's byt
 
 class _Busy(Exception):
     """A download answered 502/503/504: worth another try."""
+
+
+def _same_file(path: Path, f: BinaryIO) -> bool:
+    """Whether ``path`` still names the file ``f`` has open."""
+    try:
+        return os.stat(path).st_ino == os.fstat(f.fileno()).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def _hash_open(f: BinaryIO) -> str:
+    """The digest of everything in the open file ``f`` (read through its own handle, so
+    a rename or removal of its path by another process cannot change what is read)."""
+    with os.fdopen(os.dup(f.fileno()), "rb") as r:
+        r.seek(0)
+        h = hasher()
+        while chunk := r.read(8 << 20):
+            h.update(chunk)
+        return h.hexdigest()
 
 
 def _backoff(attempt: int) -> None:
@@ -163,34 +182,55 @@ class RemoteBlobStore(BlobStore):
             self._download(oid, path)
         return open(path, "rb")
 
+    def _check(self, oid: str, actual: str) -> None:
+        """A cached copy that no longer hashes to its name is removed (the next read
+        fetches it again) before the error is raised."""
+        if actual != oid:
+            self._cache_path(oid).unlink(missing_ok=True)
+            raise BlobCorruptedError(
+                f"the cached copy of blob {oid} is corrupted (it hashes to {actual}); "
+                "it was removed",
+                hint="retry: the blob is fetched again from the server",
+                oid=oid,
+            )
+
     def _download(self, oid: str, dest: Path) -> None:
         partial = self.cache_dir / ".partial" / oid
         partial.parent.mkdir(parents=True, exist_ok=True)
-        with open(partial, "ab") as f:
-            # One download of a blob at a time, across threads and processes.
-            fcntl.flock(f, fcntl.LOCK_EX)
-            if dest.is_file():  # another one finished it while this one waited
-                return
-            resumed = os.fstat(f.fileno()).st_size > 0
+        while True:
+            with open(partial, "a+b") as f:
+                # One download of a blob at a time, across threads and processes.
+                fcntl.flock(f, fcntl.LOCK_EX)
+                if dest.is_file():  # another one finished it while this one waited
+                    return
+                if _same_file(partial, f):
+                    self._download_locked(oid, dest, partial, f)
+                    return
+            # Another download gave this partial file up while this one waited for its
+            # lock: start again with the file now at that path.
+
+    def _download_locked(self, oid: str, dest: Path, partial: Path, f: BinaryIO) -> None:
+        """Fetch, verify and move into the cache, holding the partial file's lock."""
+        resumed = os.fstat(f.fileno()).st_size > 0
+        self._fetch_all(oid, f)
+        digest = _hash_open(f)
+        if digest != oid and resumed:
+            # What an earlier, broken download left may be the bad part: once more
+            # from the first byte.
+            f.truncate(0)
             self._fetch_all(oid, f)
-            digest = hash_file(partial)
-            if digest != oid and resumed:
-                # What an earlier, broken download left may be the bad part: once more
-                # from the first byte.
-                f.truncate(0)
-                self._fetch_all(oid, f)
-                digest = hash_file(partial)
-            if digest != oid:
-                partial.unlink()
-                raise BlobCorruptedError(
-                    f"the bytes {self.conn.url} sent for blob {oid} hash to {digest}; "
-                    "they were not kept",
-                    hint="retry; if it happens again, run `modelcycle fsck` on the server",
-                    oid=oid,
-                )
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.chmod(partial, 0o444)
-            os.replace(partial, dest)
+            digest = _hash_open(f)
+        if digest != oid:
+            partial.unlink()
+            raise BlobCorruptedError(
+                f"the bytes {self.conn.url} sent for blob {oid} hash to {digest}; "
+                "they were not kept",
+                hint="retry; if it happens again, run `modelcycle fsck` on the server",
+                oid=oid,
+            )
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(partial, 0o444)
+        os.replace(partial, dest)
 
     def _fetch_all(self, oid: str, f: BinaryIO) -> None:
         """Fetch until ``f`` holds what the server has, resuming after each break."""
