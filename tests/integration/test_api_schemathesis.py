@@ -12,8 +12,6 @@ and bounded by a number of examples per operation: the same requests every run.
 from __future__ import annotations
 
 import datetime as dt
-import threading
-import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,9 +23,9 @@ import pandas as pd
 import pytest
 import requests
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from platform_support import serve_app
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.errors import FailureGroup
@@ -216,23 +214,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     ws = mc.Workspace.create(tmp / "ws")
     known = seed(ws, tmp)
     _, admin = ws.tokens.create(ADMIN, role="admin")
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(ws.root), host="127.0.0.1", port=0, log_level="warning", lifespan="on"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield Served(f"http://127.0.0.1:{port}", admin, known)
+        with serve_app(create_app(ws.root)) as url:
+            yield Served(url, admin, known)
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
         ws.close()
 
 

@@ -16,6 +16,7 @@ import pytest
 import uvicorn
 from fastapi.routing import APIRoute
 from integration_support import run_cli
+from platform_support import serve_app
 
 import modelcycle as mc
 from modelcycle.access.tokens import ROLES, role_allows
@@ -32,24 +33,13 @@ def served(tmp_path: Path) -> Iterator[tuple[mc.Workspace, httpx.Client]]:
     ws = mc.Workspace.create(tmp_path / "ws")
     (tmp_path / "t.csv").write_text("a,b\n1,2\n3,4\n")
     ws.datasets.add("tiny", tmp_path / "t.csv")
-    app = create_app(ws.root)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
     try:
-        yield ws, client
+        with (
+            serve_app(create_app(ws.root)) as url,
+            httpx.Client(base_url=url, timeout=30) as client,
+        ):
+            yield ws, client
     finally:
-        client.close()
-        server.should_exit = True
-        thread.join(timeout=30)
         ws.close()
 
 

@@ -8,13 +8,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import uvicorn
+from platform_support import serve_app
 from playwright.sync_api import (
     Browser,
     BrowserContext,
@@ -39,23 +37,8 @@ STEP_TIMEOUT_MS = 20_000
 def serve(root: Path) -> Iterator[str]:
     """The platform app for the workspace at ``root`` under uvicorn on a free port of
     127.0.0.1, in a thread of this process; yields its base URL."""
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(root), host="127.0.0.1", port=0, log_level="warning", lifespan="on"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with serve_app(create_app(root)) as url:
+        yield url
 
 
 @contextlib.contextmanager
