@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import re
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -399,3 +402,49 @@ def test_a_corrupted_cached_blob_is_dropped_and_fetched_again(
         assert not cached.exists()
         assert ws.datasets.to_pandas("points@1").equals(expected)  # fetched again
         assert cached.is_file()
+
+
+def test_changes_made_remotely_fire_the_servers_webhooks(tmp_path: Path) -> None:
+    """The registry runs on the client, the hooks are configured on the server: the
+    server sends them, under the token's name."""
+    received: list[dict[str, Any]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            return
+
+    hook = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=hook.serve_forever, daemon=True)
+    thread.start()
+    root = tmp_path / "server"
+    mc.Workspace.create(root).close()
+    with (root / "modelcycle.toml").open("a") as f:
+        f.write(f'\n[[webhooks]]\nurl = "http://127.0.0.1:{hook.server_address[1]}/h"\n')
+    local = mc.Workspace.open(root)
+    _, token = local.tokens.create("ci", role="editor")
+    frame = _frame()
+    try:
+        with serve_app(create_app(root, allow_open=False)) as url:
+            with mc.Workspace.connect(url, token=token, cache=tmp_path / "c") as ws:
+                with ws.start_run("hooked") as run:
+                    fitted = LogisticRegression().fit(frame[["a", "b", "c"]], frame["y"])
+                    run.log_model(fitted, "model", register_as="hooked")
+                ws.models.set_alias("hooked", "champion", 1, reason="remote")
+            deadline = time.monotonic() + 20
+            while len(received) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+    finally:
+        local.close()
+        hook.shutdown()
+        hook.server_close()
+        thread.join(timeout=5)
+    kinds = {e["kind"]: e for e in received}
+    assert {"model.registered", "model.alias.set"} <= set(kinds), received
+    assert kinds["model.alias.set"]["actor"] == "token:ci"
+    assert kinds["model.alias.set"]["subject"].startswith("hooked")

@@ -113,6 +113,9 @@ class Workspace:
         self.webhooks = WebhookDispatcher(
             config.webhooks, on_failure=self._webhook_failed, actor=self.actor
         )
+        # Changes announce themselves to the webhooks: here, or on the server that holds
+        # the hooks for a remote workspace.
+        notify = remote.notify if remote is not None else self.webhooks.notify
         self.datasets = DatasetService(self.store, self.blobs, config.state_dir)
         self.labels = LabelService(stores["labels"], self.datasets)
         self.runs = RunService(stores["runs"], self.datasets, self.blobs)
@@ -125,14 +128,14 @@ class Workspace:
             self.runs,
             self.blobs,
             config.state_dir / "cache" / "models",
-            notify=self.webhooks.notify,
+            notify=notify,
         )
         self.runs.registrar = self.models.register
         self.evaluations = EvaluationService(
             stores["evaluations"], self.models, self.datasets, self.blobs
         )
         self.deployments = DeploymentService(
-            stores["deployments"], self.models, self.blobs, notify=self.webhooks.notify
+            stores["deployments"], self.models, self.blobs, notify=notify
         )
         self.models.retire_guards.append(self.deployments.check_not_routed)
         self.models.last_traffic = last_prediction_at(self.deployments.store)
@@ -158,7 +161,7 @@ class Workspace:
             evaluations=self.evaluations,
             training=self.training,
             datasets=self.datasets,
-            notify=self.webhooks.notify,
+            notify=notify,
         )
 
     @classmethod

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import orjson
+
 from modelcycle.blobs.base import BlobStore
 from modelcycle.core.config import STATE_DIR
+from modelcycle.core.errors import ModelcycleError
 from modelcycle.remote.http import Connection
 from modelcycle.remote.stores import RemoteMetadataStore, RemoteRunStore, RemoteStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -32,6 +39,23 @@ class RemoteParts:
             cls = RemoteRunStore if name == "runs" else RemoteStore
             self._stores[name] = cls(self.connection, name, self.metadata)
         return self._stores[name]
+
+    def notify(self, kind: str, subject: str, payload: Mapping[str, Any]) -> None:
+        """Have the server send its webhooks for a change made here. Never raises, like
+        a local workspace's webhooks: a notice that cannot be sent is logged."""
+        try:
+            self.connection.request(
+                "POST",
+                "/api/v1/notify",
+                content=orjson.dumps(
+                    {"kind": kind, "subject": subject, "payload": payload},
+                    default=str,
+                ),
+                headers={"Content-Type": "application/json"},
+                idempotent=False,
+            )
+        except ModelcycleError as e:
+            log.warning("the server did not take the %s notice for %s: %s", kind, subject, e)
 
     @property
     def worker(self) -> dict[str, Any]:

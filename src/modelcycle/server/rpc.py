@@ -211,6 +211,16 @@ class RpcResult(BaseModel):
     result: Any = None
 
 
+class Notice(BaseModel):
+    """A change a remote client made, for the server's webhooks (`[[webhooks]]`)."""
+
+    kind: str = Field(
+        pattern=r"^(model|deployment|maintenance)\.[a-z_.]{1,60}$", examples=["model.stage"]
+    )
+    subject: str = Field(max_length=500)
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
 class Whoami(BaseModel):
     """Who the token is, what it may do, and the server's version."""
 
@@ -261,6 +271,15 @@ def rpc_router(ws: Callable[[], Workspace]) -> APIRouter:
             version=__version__,
             stores=sorted(METHODS),
         )
+
+    @api.post("/notify", status_code=202, dependencies=[Depends(needs("editor"))])
+    def notify(request: Request, notice: Notice) -> dict[str, bool]:
+        """Send the server's webhooks for a change a remote client made (the registry
+        and deployment services run on the client; the hooks are configured here)."""
+        token = request.state.token
+        actor = f"token:{token.name}" if token is not None else ws().actor
+        ws().webhooks.notify(notice.kind, notice.subject, notice.payload, actor=actor)
+        return {"queued": True}
 
     @api.post(
         "/rpc/{store}/{method}",
