@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from modelcycle.blobs.local import LocalBlobStore
-from modelcycle.core.errors import NotFoundError
+from modelcycle.core.errors import IntegrityError, NotFoundError
 from modelcycle.core.hashing import hash_bytes
 from modelcycle.core.statcache import StatCache
-from modelcycle.data.files import FileChanges, compare, ingest, scan
-from modelcycle.data.manifest import FileEntry, FileManifest
+from modelcycle.data.files import (
+    FileChanges,
+    compare,
+    current_manifest,
+    folder_changes,
+    ingest,
+    scan,
+)
+from modelcycle.data.manifest import FileEntry, FileManifest, file_index, load_manifest
 
 
 def manifest(**files: str) -> FileManifest:
@@ -208,3 +216,112 @@ def test_ingest_uses_the_stat_cache_for_unchanged_files(tmp_path: Path) -> None:
         assert entries["b.txt"].oid == hash_bytes(b"BETA!")
     finally:
         cache.close()
+
+
+# ---------------------------------------------------------------- what the stat cache may skip
+
+OLD = 1_000_000_000  # a modification time well past the racy window
+
+
+def _ingest_twice(tmp_path: Path, change: Callable[[Path], None]) -> tuple[int, str]:
+    """Add a folder, ``change`` it, add it again with the same stat cache: (files hashed
+    the second time, the oid recorded for ``data.bin``)."""
+    src = tmp_path / "src"
+    write_tree(src, {"data.bin": b"0123456789", "other.bin": b"other"})
+    for name in ("data.bin", "other.bin"):
+        os.utime(src / name, (OLD, OLD))
+    cache = StatCache(tmp_path / "state" / "stat.db")
+    store = LocalBlobStore(tmp_path / "blobs")
+    try:
+        with store.batch() as batch:
+            first = ingest(scan(src), batch, cache, known_oids=set(), workers=1)
+        assert first.files_hashed == 2
+        change(src / "data.bin")
+        with store.batch() as batch:
+            second = ingest(scan(src), batch, cache, known_oids=set(), workers=1)
+    finally:
+        cache.close()
+    return second.files_hashed, second.manifest.by_path()["data.bin"].oid
+
+
+def test_an_unchanged_folder_is_not_hashed_again(tmp_path: Path) -> None:
+    hashed, oid = _ingest_twice(tmp_path, lambda path: None)
+    assert (hashed, oid) == (0, hash_bytes(b"0123456789"))
+
+
+def test_same_size_new_bytes_and_new_mtime_is_hashed_again(tmp_path: Path) -> None:
+    def rewrite(path: Path) -> None:
+        path.write_bytes(b"9876543210")
+        os.utime(path, (OLD + 10, OLD + 10))
+
+    assert _ingest_twice(tmp_path, rewrite) == (1, hash_bytes(b"9876543210"))
+
+
+def test_same_size_and_mtime_but_a_new_inode_is_hashed_again(tmp_path: Path) -> None:
+    def replace(path: Path) -> None:
+        new = path.with_name("tmp")
+        new.write_bytes(b"abcdefghij")
+        os.utime(new, (OLD, OLD))
+        os.replace(new, path)  # a new inode under the old name, size and mtime
+
+    assert _ingest_twice(tmp_path, replace) == (1, hash_bytes(b"abcdefghij"))
+
+
+def test_same_mtime_and_inode_but_a_new_size_is_hashed_again(tmp_path: Path) -> None:
+    def grow(path: Path) -> None:
+        with open(path, "ab") as f:
+            f.write(b"!")
+        os.utime(path, (OLD, OLD))
+
+    assert _ingest_twice(tmp_path, grow) == (1, hash_bytes(b"0123456789!"))
+
+
+def test_folder_changes_uses_the_cache_only_where_the_stat_matches(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_tree(src, {"a.txt": b"alpha", "b.txt": b"beta", "c.txt": b"gamma"})
+    for name in ("a.txt", "b.txt", "c.txt"):
+        os.utime(src / name, (OLD, OLD))
+    cache_path = tmp_path / "state" / "stat.db"
+    cache = StatCache(cache_path)
+    try:
+        with LocalBlobStore(tmp_path / "blobs").batch() as batch:
+            added = ingest(scan(src), batch, cache, known_oids=set(), workers=1)
+    finally:
+        cache.close()
+    index = file_index(added.manifest.to_bytes(), "t@1")
+    assert folder_changes(src, index, cache_path).clean
+    (src / "b.txt").write_bytes(b"BETA")  # same size
+    os.utime(src / "b.txt", (OLD + 1, OLD + 1))
+    (src / "c.txt").rename(src / "d.txt")
+    (src / "e.txt").write_bytes(b"new")
+    changes = folder_changes(src, index, cache_path)
+    assert changes == FileChanges(["e.txt"], [], ["b.txt"], [("c.txt", "d.txt")])
+    assert changes == compare(added.manifest, current_manifest(src, cache_path))
+
+
+# ---------------------------------------------------------------- manifest bytes
+
+
+def test_manifest_bytes_keep_their_format(tmp_path: Path) -> None:
+    """The manifest's bytes are its version's content hash: the same content must give
+    the same bytes in every release."""
+    files = FileManifest(
+        (
+            FileEntry("b/ü.txt", "22", 2, 0o755),
+            FileEntry("a.txt", "11", 1, 0o644),
+        )
+    )
+    assert files.to_bytes() == (
+        b'{"kind":"files","files":[["a.txt","11",1,420],["b/\\u00fc.txt","22",2,493]]}'
+    )
+    assert load_manifest(files.to_bytes(), "t@1") == FileManifest(
+        tuple(sorted(files.files, key=lambda e: e.path))
+    )
+    assert file_index(files.to_bytes(), "t@1") == {"a.txt": "11", "b/ü.txt": "22"}
+
+
+def test_file_index_refuses_a_broken_or_table_manifest() -> None:
+    with pytest.raises(IntegrityError, match="unreadable"):
+        file_index(b'{"kind": "files", "files": [["a", "1", 1]]}', "t@1")
+    with pytest.raises(IntegrityError, match="not a file manifest"):
+        file_index(b'{"kind": "table", "parts": []}', "t@1")

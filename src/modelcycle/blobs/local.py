@@ -10,28 +10,34 @@ per file is what makes adding 20,000 small files fast.
 
 from __future__ import annotations
 
-import ctypes
 import errno
+import functools
 import os
-import shutil
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from modelcycle.blobs.base import BlobBatch, BlobStore, PutResult, shard
 from modelcycle.core.errors import StorageError
 from modelcycle.core.hashing import hash_bytes
 
-_libc = ctypes.CDLL(None, use_errno=True)
+
+@functools.cache
+def _libc_syncfs() -> Any:
+    """The C library's syncfs, or None (ctypes is imported on first use: commands that
+    only read blobs never need it)."""
+    import ctypes
+
+    return getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
 
 
 def syncfs(path: Path) -> None:
     """Flush every dirty page of the filesystem holding ``path`` to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        if getattr(_libc, "syncfs", None) is None or _libc.syncfs(fd) != 0:
+        libc_syncfs = _libc_syncfs()
+        if libc_syncfs is None or libc_syncfs(fd) != 0:
             os.sync()
     finally:
         os.close(fd)
@@ -129,9 +135,11 @@ class LocalBatch(BlobBatch):
     def __init__(self, store: LocalBlobStore) -> None:
         self.store = store
         self._pending: dict[str, Path] = {}
-        # Names stored in each shard folder, listed once on first use: one listdir per
-        # shard is much cheaper than one stat per blob when a batch holds many blobs.
+        # Names stored in each shard folder, listed once when the batch asks about a
+        # second blob in that shard: one listdir per shard is much cheaper than one stat
+        # per blob when a batch holds many blobs. The first blob of a shard gets a stat.
         self._listed: dict[str, set[str]] = {}
+        self._touched: set[str] = set()  # shards asked about at least once
         self._lock = threading.Lock()
         self._closed = False
 
@@ -142,17 +150,25 @@ class LocalBatch(BlobBatch):
             if oid in self._pending:
                 return False
             listed = self._listed.get(top)
-        if listed is None:
-            try:
-                listed = set(os.listdir(self.store.root / top))
-            except FileNotFoundError:
-                listed = set()
-            with self._lock:
-                listed = self._listed.setdefault(top, listed)
+            first_in_shard = top not in self._touched
+            self._touched.add(top)
+        if listed is None and first_in_shard:
+            # A batch of a few blobs (a re-add after a few changes) mostly touches each
+            # shard once: one stat is cheaper than listing the shard.
+            stored = os.path.exists(self.store.root / top / oid[2:])
+        else:
+            if listed is None:
+                try:
+                    listed = set(os.listdir(self.store.root / top))
+                except FileNotFoundError:
+                    listed = set()
+                with self._lock:
+                    listed = self._listed.setdefault(top, listed)
+            stored = oid[2:] in listed
         with self._lock:
-            # A blob another process stores after the listing is simply written again:
+            # A blob another process stores after the check is simply written again:
             # same bytes, and the rename replaces it atomically.
-            if oid in self._pending or oid[2:] in listed:
+            if oid in self._pending or stored:
                 return False
             self._pending[oid] = self.store.root / top / f".tmp-{oid[2:]}.{os.getpid()}"
             return True
@@ -170,6 +186,8 @@ class LocalBatch(BlobBatch):
         if not self._claim(oid):
             return PutResult(oid, size, added=False)
         tmp = self._pending[oid]
+        import shutil  # here: storing small files (put_bytes) never needs it
+
         try:
             if move and _rename_into(path, tmp):
                 os.chmod(tmp, 0o444)
@@ -222,6 +240,8 @@ class LocalBatch(BlobBatch):
                 for group in groups:
                     _rename_all(group)
             else:
+                from concurrent.futures import ThreadPoolExecutor
+
                 # Renames in different shard folders take different directory locks.
                 with ThreadPoolExecutor(4) as pool:
                     list(pool.map(_rename_all, groups))

@@ -23,9 +23,12 @@ from rich.table import Table
 
 from modelcycle.core.progress import NullProgress
 from modelcycle.core.progress import Progress as ProgressProtocol
+from modelcycle.core.text import human_bytes
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+__all__ = ["console", "err_console", "human_bytes", "print_json", "progress", "table", "when"]
 
 
 def _default(value: Any) -> Any:
@@ -45,17 +48,6 @@ def table(columns: list[str], rows: list[list[Any]], title: str | None = None) -
     for row in rows:
         t.add_row(*("" if v is None else str(v) for v in row))
     console.print(t)
-
-
-def human_bytes(n: int | None) -> str:
-    if n is None:
-        return ""
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{n} B"
 
 
 def when(value: dt.datetime) -> str:

@@ -10,11 +10,13 @@ import os
 import stat as stat_mod
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
+from typing import NamedTuple
 
-from modelcycle.blobs import BlobBatch
+from modelcycle import __version__
+from modelcycle.blobs import BlobBatch, BlobStore
 from modelcycle.core.errors import InputDataError, NotFoundError
 from modelcycle.core.hashing import hash_bytes, hash_file
 from modelcycle.core.progress import NullProgress, Progress
@@ -27,10 +29,14 @@ _SMALL = 16 << 20
 # is not cached (the "racy git" problem).
 _RACY_SECONDS = 2.0
 _SKIP_DIRS = {".git", ".dvc", ".modelcycle", "__pycache__"}
+# Fewer files than this to hash or store are done on the calling thread: starting a
+# pool costs more than it saves (a re-add after a few changes).
+_POOL_MIN_FILES = 256
 
 
-@dataclass(frozen=True, slots=True)
-class ScannedFile:
+class ScannedFile(NamedTuple):
+    """A regular file found by `scan` (a named tuple: a folder may hold millions)."""
+
     rel: str
     abspath: str
     key: StatKey
@@ -40,37 +46,51 @@ class ScannedFile:
 
 def scan(root: Path) -> list[ScannedFile]:
     """Every regular file under ``root`` (or ``root`` itself), sorted by relative path."""
+    out = [
+        ScannedFile(
+            rel,
+            abspath,
+            (st.st_size, st.st_mtime_ns, st.st_ino),
+            0o755 if st.st_mode & _S_IXUSR else 0o644,
+            st.st_mtime,
+        )
+        for rel, abspath, st in _walk(root)
+    ]
+    out.sort(key=_BY_REL)
+    return out
+
+
+def _walk(root: Path) -> Iterator[tuple[str, str, os.stat_result]]:
+    """(relative path, absolute path, stat) of every regular file under ``root`` (or of
+    ``root`` itself), in no particular order. Tool folders (.git, .modelcycle, …) and
+    symbolic links to folders are skipped; links to files are followed."""
     if not root.exists():
         raise NotFoundError(f"{root} does not exist", hint="check the path")
     if root.is_file():
-        st = root.stat()
-        return [_scanned(root.name, str(root.resolve()), st)]
-    out: list[ScannedFile] = []
-    base = str(root.resolve())
-    stack = [(base, "")]
+        yield root.name, str(root.resolve()), root.stat()
+        return
+    stack = [(str(root.resolve()), "")]
     while stack:
         folder, rel = stack.pop()
         try:
-            entries = list(os.scandir(folder))
+            entries = os.scandir(folder)
         except PermissionError as e:
             raise InputDataError(
                 f"cannot read folder {folder}: {e.strerror}",
                 hint="fix its permissions or leave it out",
             ) from e
-        for entry in entries:
-            name = rel + entry.name
-            if entry.is_dir(follow_symlinks=False):
-                if entry.name not in _SKIP_DIRS:
-                    stack.append((entry.path, name + "/"))
-            elif entry.is_file():
-                out.append(_scanned(name, entry.path, entry.stat()))
-    out.sort(key=lambda f: f.rel)
-    return out
+        # One stat per file cannot be avoided, and at tens of thousands of files the
+        # Python around it costs as much: entries are streamed, not listed first.
+        with entries:
+            for entry in entries:
+                if entry.is_file():  # a file or a link to one (the common case first)
+                    yield rel + entry.name, entry.path, entry.stat()
+                elif entry.is_dir(follow_symlinks=False) and entry.name not in _SKIP_DIRS:
+                    stack.append((entry.path, rel + entry.name + "/"))
 
 
-def _scanned(rel: str, abspath: str, st: os.stat_result) -> ScannedFile:
-    mode = 0o755 if st.st_mode & stat_mod.S_IXUSR else 0o644
-    return ScannedFile(rel, abspath, (st.st_size, st.st_mtime_ns, st.st_ino), mode, st.st_mtime)
+_S_IXUSR = stat_mod.S_IXUSR
+_BY_REL = itemgetter(0)
 
 
 @dataclass
@@ -99,23 +119,30 @@ def ingest(
     """
     progress = progress or NullProgress()
     cached = cache.load(root or _common_root(files)) if cache and files else {}
-    oids: list[str | None] = [None] * len(files)
-    todo: list[int] = []
-    for i, f in enumerate(files):
-        hit = cached.get(f.abspath)
-        if hit is not None and hit[0] == f.key:
-            oids[i] = hit[1]
+    # One pass makes the entry of every file whose stat the cache knows; the entries of
+    # the others are made once they are hashed.
+    entries: list[FileEntry | None] = []
+    todo: list[int] = []  # to hash (and store unless known)
+    unstored: list[int] = []  # hash known from the cache, but maybe not stored
+    for i, (rel, abspath, key, mode, _) in enumerate(files):
+        hit = cached.get(abspath)
+        if hit is not None and hit[0] == key:
+            oid = hit[1]
+            entries.append(FileEntry(rel, oid, key[0], mode))
+            if oid not in known_oids:
+                unstored.append(i)
         else:
+            entries.append(None)
             todo.append(i)
+    del cached
 
     def store_known(i: int) -> int | None:
         """Store file ``i`` whose oid is known; the bytes added, None if it was stored."""
-        f = files[i]
-        oid = oids[i]
-        assert oid is not None
-        if oid in known_oids:
+        f, entry = files[i], entries[i]
+        assert entry is not None
+        if entry.oid in known_oids:
             return None
-        result = batch.put_file(f.abspath, oid, f.key[0])
+        result = batch.put_file(f.abspath, entry.oid, f.key[0])
         return result.size if result.added else None
 
     def hash_and_store(i: int) -> int | None:
@@ -126,12 +153,12 @@ def ingest(
                 with open(f.abspath, "rb") as fh:
                     data = fh.read()
                 oid = hash_bytes(data)
-                oids[i] = oid
+                entries[i] = FileEntry(f.rel, oid, size, f.mode)
                 if oid in known_oids:
                     return None
                 result = batch.put_bytes(data, oid)
                 return result.size if result.added else None
-            oids[i] = hash_file(f.abspath, size)
+            entries[i] = FileEntry(f.rel, hash_file(f.abspath, size), size, f.mode)
             return store_known(i)
         except FileNotFoundError as e:
             raise InputDataError(
@@ -145,9 +172,8 @@ def ingest(
             ) from e
 
     progress.task("hashing and storing files", total=len(files))
-    cached_idx = [i for i in range(len(files)) if oids[i] is not None and oids[i] not in known_oids]
     jobs: list[tuple[str, list[int]]] = [("h", c) for c in _chunks(todo, 64)]
-    jobs += [("k", c) for c in _chunks(cached_idx, 64)]
+    jobs += [("k", c) for c in _chunks(unstored, 64)]
 
     def run(job: tuple[str, list[int]]) -> tuple[int, int, int]:
         """(files done, bytes added, files added) of one chunk."""
@@ -157,28 +183,87 @@ def ingest(
         added = [s for s in sizes if s is not None]
         return len(idx), sum(added), len(added)
 
+    def run_all() -> Iterator[tuple[int, int, int]]:
+        n_workers = min(workers or min(4, (os.cpu_count() or 2) * 2), len(jobs))
+        if n_workers < 2 or len(todo) + len(unstored) < _POOL_MIN_FILES:
+            yield from map(run, jobs)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(n_workers) as pool:
+            yield from pool.map(run, jobs)
+
     bytes_added = files_added = 0
-    n_workers = workers or min(4, (os.cpu_count() or 2) * 2)
-    with ThreadPoolExecutor(n_workers) as pool:
-        for n, nbytes, nfiles in pool.map(run, jobs):
-            bytes_added += nbytes
-            files_added += nfiles
-            progress.advance(n)
-    progress.advance(len(files) - len(todo) - len(cached_idx))
+    for n, nbytes, nfiles in run_all():
+        bytes_added += nbytes
+        files_added += nfiles
+        progress.advance(n)
+    progress.advance(len(files) - len(todo) - len(unstored))
 
     if cache is not None and todo:
         now = time.time()
         cache.update(
-            (files[i].abspath, files[i].key, oids[i])  # type: ignore[misc]
+            (files[i].abspath, files[i].key, entries[i].oid)  # type: ignore[union-attr]
             for i in todo
             if now - files[i].mtime > _RACY_SECONDS
         )
-    entries = tuple(
-        FileEntry(f.rel, oid, f.key[0], f.mode) for f, oid in zip(files, oids, strict=True) if oid
-    )
-    manifest = FileManifest(entries)
+    manifest = FileManifest(tuple([e for e in entries if e is not None]))
     total = manifest.size
     return IngestResult(manifest, bytes_added, total - bytes_added, files_added, len(todo))
+
+
+@dataclass
+class StagedFolder:
+    """A folder hashed and stored (`stage_folder`), ready for its version record."""
+
+    source: Path
+    ingest: IngestResult
+    manifest_oid: str
+    unchanged: bool  # equal to the latest version: nothing to record
+
+    @property
+    def step(self) -> dict[str, str]:
+        """The version's ``step``: what made it."""
+        return {
+            "op": "add",
+            "source": str(self.source.resolve()),
+            "format": "files",
+            "library": f"modelcycle {__version__}",
+        }
+
+
+def stage_folder(
+    src: Path,
+    blobs: BlobStore,
+    cache_path: Path,
+    *,
+    known_oids: set[str],
+    latest_hash: str | None,
+    progress: Progress,
+) -> StagedFolder:
+    """Hash and store the files at ``src`` and their manifest, as one durable blob batch.
+
+    ``known_oids`` are the blobs of the latest version (certainly stored) and
+    ``latest_hash`` its content hash: content equal to it stores no manifest. The caller
+    records the version afterwards, so a crash in between leaves only unreferenced blobs.
+    """
+    progress.task(f"scanning {src}")
+    scanned = scan(src)
+    if not scanned:
+        raise InputDataError(f"{src} holds no files", hint="add a folder with at least one file")
+    cache = StatCache(cache_path)
+    try:
+        with blobs.batch() as batch:
+            root = str(src.resolve() if src.is_dir() else src.resolve().parent)
+            result = ingest(scanned, batch, cache, known_oids, progress, root=root)
+            manifest_bytes = result.manifest.to_bytes()
+            manifest_oid = hash_bytes(manifest_bytes)
+            if manifest_oid == latest_hash:
+                return StagedFolder(src, result, manifest_oid, unchanged=True)
+            batch.put_bytes(manifest_bytes, manifest_oid)
+    finally:
+        cache.close()
+    return StagedFolder(src, result, manifest_oid, unchanged=False)
 
 
 def _chunks(items: list[int], n: int) -> Iterator[list[int]]:
@@ -190,22 +275,45 @@ def _common_root(files: Iterable[ScannedFile]) -> str:
     return os.path.commonpath([f.abspath for f in files]) if files else "/"
 
 
+def _cached_hashes(path: Path, cache_path: Path) -> dict[str, tuple[StatKey, str]]:
+    cache = StatCache(cache_path)
+    try:
+        root = path.resolve() if path.is_dir() else path.resolve().parent
+        return cache.load(str(root))
+    finally:
+        cache.close()
+
+
 def current_manifest(path: Path, cache_path: Path) -> FileManifest:
     """The manifest the folder (or file) at ``path`` would get now, without storing
     anything: hashes come from the stat cache where the stat still matches."""
     scanned = scan(path)
-    cache = StatCache(cache_path)
-    try:
-        root = path.resolve() if path.is_dir() else path.resolve().parent
-        cached = cache.load(str(root))
-    finally:
-        cache.close()
+    cached = _cached_hashes(path, cache_path)
     entries = []
-    for f in scanned:
-        hit = cached.get(f.abspath)
-        oid = hit[1] if hit and hit[0] == f.key else hash_file(f.abspath, f.key[0])
-        entries.append(FileEntry(f.rel, oid, f.key[0], f.mode))
+    for rel, abspath, key, mode, _ in scanned:
+        hit = cached.get(abspath)
+        oid = hit[1] if hit is not None and hit[0] == key else hash_file(abspath, key[0])
+        entries.append(FileEntry(rel, oid, key[0], mode))
     return FileManifest(tuple(entries))
+
+
+def folder_changes(path: Path, old: dict[str, str], cache_path: Path) -> FileChanges:
+    """How the folder (or file) at ``path`` differs from the manifest whose path -> oid
+    index is ``old`` (`modelcycle.data.manifest.file_index`); nothing is stored.
+
+    Hashes come from the stat cache where the stat still matches. This runs on every
+    ``dataset status``, so it walks the folder once and makes no per-file records
+    beyond the path -> oid index it compares.
+    """
+    cached = _cached_hashes(path, cache_path)
+    new: dict[str, str] = {}
+    for rel, abspath, st in _walk(path):
+        hit = cached.get(abspath)
+        if hit is not None and hit[0] == (st.st_size, st.st_mtime_ns, st.st_ino):
+            new[rel] = hit[1]
+        else:
+            new[rel] = hash_file(abspath, st.st_size)
+    return compare_index(old, new)
 
 
 @dataclass
@@ -230,17 +338,23 @@ class FileChanges:
 
 def compare(old: FileManifest, new: FileManifest) -> FileChanges:
     """Added/removed/modified files; a removed and an added file with equal content is a rename."""
-    a, b = old.by_path(), new.by_path()
-    removed = sorted(set(a) - set(b))
-    added = sorted(set(b) - set(a))
-    modified = sorted(p for p in set(a) & set(b) if a[p].oid != b[p].oid)
+    return compare_index({f.path: f.oid for f in old.files}, {f.path: f.oid for f in new.files})
+
+
+def compare_index(a: dict[str, str], b: dict[str, str]) -> FileChanges:
+    """`compare` on path -> oid indexes."""
+    if a == b:
+        return FileChanges([], [], [], [])
+    removed = sorted(a.keys() - b.keys())
+    added = sorted(b.keys() - a.keys())
+    modified = sorted(p for p in a.keys() & b.keys() if a[p] != b[p])
     removed_by_oid: dict[str, list[str]] = {}
     for p in removed:
-        removed_by_oid.setdefault(a[p].oid, []).append(p)
+        removed_by_oid.setdefault(a[p], []).append(p)
     renamed: list[tuple[str, str]] = []
     still_added = []
     for p in added:
-        sources = removed_by_oid.get(b[p].oid)
+        sources = removed_by_oid.get(b[p])
         if sources:
             renamed.append((sources.pop(0), p))
         else:

@@ -24,14 +24,13 @@ from modelcycle import __version__
 from modelcycle.blobs import BlobStore
 from modelcycle.core.errors import (
     ConflictError,
-    InputDataError,
     NotFoundError,
     RefError,
     UsageError,
 )
 from modelcycle.core.hashing import ALGORITHM, hash_bytes, hash_file, hash_text
 from modelcycle.core.progress import NullProgress, Progress
-from modelcycle.core.statcache import StatCache, stat_cache_path
+from modelcycle.core.statcache import stat_cache_path
 from modelcycle.data import files as files_mod
 from modelcycle.data.manifest import (
     FileEntry,
@@ -39,6 +38,7 @@ from modelcycle.data.manifest import (
     Manifest,
     Part,
     TableManifest,
+    file_index,
     load_manifest,
 )
 from modelcycle.data.refs import HASH_PREFIX_RE, Ref, check_name, check_tag, parse_ref
@@ -129,9 +129,6 @@ class DatasetService:
         finally:
             shutil.rmtree(path, ignore_errors=True)
 
-    def _stat_cache(self) -> StatCache:
-        return StatCache(stat_cache_path(self.state_dir))
-
     def _dataset(self, name: str) -> DatasetRecord:
         ds = self.store.get_dataset(name)
         if ds is None:
@@ -190,6 +187,10 @@ class DatasetService:
 
     def manifest(self, version: VersionRecord) -> Manifest:
         return load_manifest(self.blobs.read_bytes(version.manifest_oid), version.ref)
+
+    def _file_index(self, version: VersionRecord) -> dict[str, str]:
+        """path -> oid of a file version (cheaper than its whole manifest)."""
+        return file_index(self.blobs.read_bytes(version.manifest_oid), version.ref)
 
     def _create(
         self,
@@ -251,43 +252,32 @@ class DatasetService:
     def _add_files(
         self, name: str, src: Path, message: str | None, progress: Progress
     ) -> AddResult:
-        progress.task(f"scanning {src}")
-        scanned = files_mod.scan(src)
-        if not scanned:
-            raise InputDataError(
-                f"{src} holds no files", hint="add a folder with at least one file"
-            )
         latest = self.latest(name)
         known: set[str] = set()
         if latest is not None and latest.kind == "files":
-            known = self.manifest(latest).oids()
-        cache = self._stat_cache()
-        try:
-            with self.blobs.batch() as batch:
-                root = str(src.resolve() if src.is_dir() else src.resolve().parent)
-                result = files_mod.ingest(scanned, batch, cache, known, progress, root=root)
-                manifest_bytes = result.manifest.to_bytes()
-                manifest_oid = hash_bytes(manifest_bytes)
-                if latest is not None and latest.content_hash == manifest_oid:
-                    return AddResult(latest, False, 0, result.manifest.size, 0, result.files_hashed)
-                batch.put_bytes(manifest_bytes, manifest_oid)
-        finally:
-            cache.close()
+            known = set(self._file_index(latest).values())
+        staged = files_mod.stage_folder(
+            src,
+            self.blobs,
+            stat_cache_path(self.state_dir),
+            known_oids=known,
+            latest_hash=latest.content_hash if latest is not None else None,
+            progress=progress,
+        )
+        result = staged.ingest
+        if staged.unchanged:
+            assert latest is not None
+            return AddResult(latest, False, 0, result.manifest.size, 0, result.files_hashed)
         new = NewVersion(
             dataset=name,
             kind="files",
             hash_algorithm=ALGORITHM,
-            content_hash=manifest_oid,
-            manifest_oid=manifest_oid,
+            content_hash=staged.manifest_oid,
+            manifest_oid=staged.manifest_oid,
             size_bytes=result.manifest.size,
             num_files=len(result.manifest.files),
             message=message,
-            step={
-                "op": "add",
-                "source": str(src.resolve()),
-                "format": "files",
-                "library": f"modelcycle {__version__}",
-            },
+            step=staged.step,
             parents=[(latest.id, "previous")] if latest else [],
         )
         version = self.store.create_version(new)
@@ -382,10 +372,8 @@ class DatasetService:
                 old.parts[0].oid == part.oid and list(old.schema) == schema if old.parts else False
             )
             return files_mod.FileChanges([], [], [] if same else [src.name], [])
-        current = files_mod.current_manifest(src, stat_cache_path(self.state_dir))
-        old_manifest = self.manifest(latest)
-        assert isinstance(old_manifest, FileManifest)
-        return files_mod.compare(old_manifest, current)
+        index = self._file_index(latest)
+        return files_mod.folder_changes(src, index, stat_cache_path(self.state_dir))
 
     # -- reading ----------------------------------------------------------------------
     def catalog(self) -> list[dict[str, Any]]:

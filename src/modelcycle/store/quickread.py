@@ -10,12 +10,32 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import NamedTuple
 
 from modelcycle.store.engine_constants import HEAD_REVISION
 
 
-def latest_manifest(db_path: Path, dataset: str) -> tuple[str, str, str] | None:
-    """(ref, kind, manifest oid) of the latest live version of ``dataset``, or None."""
+class LatestVersion(NamedTuple):
+    """The latest live version of a dataset."""
+
+    id: int
+    ref: str
+    version: int
+    kind: str
+    content_hash: str
+    manifest_oid: str
+
+
+class DatasetHead(NamedTuple):
+    """What a dataset is now: its kind (None when there is no such dataset) and its
+    latest live version (None when it has none)."""
+
+    kind: str | None
+    latest: LatestVersion | None
+
+
+def dataset_head(db_path: Path, dataset: str) -> DatasetHead | None:
+    """The head of ``dataset``, or None when this module cannot tell."""
     if not db_path.is_file():
         return None
     try:
@@ -26,16 +46,30 @@ def latest_manifest(db_path: Path, dataset: str) -> tuple[str, str, str] | None:
         revision = conn.execute("SELECT version_num FROM alembic_version").fetchone()
         if not revision or revision[0] != HEAD_REVISION:
             return None
+        found = conn.execute("SELECT id, kind FROM datasets WHERE name = ?", (dataset,)).fetchone()
+        if found is None:
+            return DatasetHead(None, None)
         row = conn.execute(
-            "SELECT v.version, v.kind, v.manifest_oid FROM dataset_versions v "
-            "JOIN datasets d ON d.id = v.dataset_id "
-            "WHERE d.name = ? AND v.deleted_at IS NULL ORDER BY v.version DESC LIMIT 1",
-            (dataset,),
+            "SELECT id, version, kind, content_hash, manifest_oid FROM dataset_versions "
+            "WHERE dataset_id = ? AND deleted_at IS NULL ORDER BY version DESC LIMIT 1",
+            (found[0],),
         ).fetchone()
     except sqlite3.Error:
         return None
     finally:
         conn.close()
     if row is None:
+        return DatasetHead(str(found[1]), None)
+    version_id, number, kind, content_hash, manifest_oid = row
+    latest = LatestVersion(
+        int(version_id), f"{dataset}@{number}", int(number), kind, content_hash, manifest_oid
+    )
+    return DatasetHead(str(found[1]), latest)
+
+
+def latest_manifest(db_path: Path, dataset: str) -> tuple[str, str, str] | None:
+    """(ref, kind, manifest oid) of the latest live version of ``dataset``, or None."""
+    head = dataset_head(db_path, dataset)
+    if head is None or head.latest is None:
         return None
-    return f"{dataset}@{row[0]}", str(row[1]), str(row[2])
+    return head.latest.ref, head.latest.kind, head.latest.manifest_oid
