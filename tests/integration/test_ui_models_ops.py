@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +21,8 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-import uvicorn
 import yaml
+from platform_support import serve_app
 
 import modelcycle as mc
 from modelcycle.server import create_app
@@ -176,22 +174,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     ids = seed(ws, tmp)
     _, editor = ws.tokens.create("ed", role="editor")
     _, reader = ws.tokens.create("ana", role="reader")
-    app = create_app(ws.root)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield Site(ws, f"http://127.0.0.1:{port}", editor, reader, **ids)  # type: ignore[arg-type]
+        with serve_app(create_app(ws.root)) as url:
+            yield Site(ws, url, editor, reader, **ids)  # type: ignore[arg-type]
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
         ws.close()
 
 
