@@ -335,12 +335,13 @@ def _bind(
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise UsageError(f"{where}: args must be a list and kwargs an object")
     try:
-        bound = inspect.signature(target).bind(*args, **kwargs)
+        signature = inspect.signature(target)
+        bound = signature.bind(*args, **kwargs)
     except TypeError as e:
         raise UsageError(f"{where}: {e}", hint="check the call's arguments") from e
     hints = _hints(target)
     for name, value in bound.arguments.items():
-        kind = inspect.signature(target).parameters[name].kind
+        kind = signature.parameters[name].kind
         if kind is inspect.Parameter.VAR_KEYWORD:
             allowed = OPEN_KEYWORDS.get((store, method), {})
             for key, item in value.items():
