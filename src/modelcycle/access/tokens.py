@@ -19,7 +19,9 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 
+from modelcycle.access.scope import check_patterns
 from modelcycle.core.errors import AuthenticationError, PermissionDeniedError, UsageError
 from modelcycle.core.text import suggest
 from modelcycle.store.metadata import utcnow
@@ -49,9 +51,17 @@ class TokenService:
         self._lock = threading.Lock()
 
     def create(
-        self, name: str, *, role: str, expires_in: float | None = None
+        self,
+        name: str,
+        *,
+        role: str,
+        expires_in: float | None = None,
+        projects: Iterable[str] = (),
     ) -> tuple[TokenRow, str]:
-        """A new token: its record and the secret (shown once; only its hash is kept)."""
+        """A new token: its record and the secret (shown once; only its hash is kept).
+        ``projects``: glob patterns over names the token is limited to
+        (`modelcycle.access.scope`); none: not limited."""
+        patterns = check_patterns(projects)
         if role not in ROLES:
             raise UsageError(
                 f"unknown role {role!r}{suggest(role, ROLES)}",
@@ -85,6 +95,7 @@ class TokenService:
             token_hash=hash_token(secret),
             prefix=secret[: len(PREFIX) + 6],
             expires_at=expires_at,
+            projects=patterns,
         )
         return row, secret
 

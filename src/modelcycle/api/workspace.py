@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelcycle.access.guard import guard_stores
 from modelcycle.access.tokens import TokenService
 from modelcycle.blobs import BlobStore, open_blob_store
 from modelcycle.core.config import (
@@ -42,6 +43,7 @@ from modelcycle.store.labels import LabelStore
 from modelcycle.store.maintenance import MaintenanceStore
 from modelcycle.store.metadata import EventRecord, MetadataStore
 from modelcycle.store.monitors import MonitorStore
+from modelcycle.store.owners import Owners
 from modelcycle.store.pipelines import PipelineStore
 from modelcycle.store.registry import RegistryStore
 from modelcycle.store.runs import RunStore
@@ -91,7 +93,10 @@ class Workspace:
         *,
         actor: str | None = None,
         remote: RemoteParts | None = None,
+        guarded: bool = False,
     ) -> None:
+        """``guarded``: the stores obey the project scope of the request in hand
+        (`modelcycle.access.guard`; the server's workspace)."""
         self.config = config
         self.root = config.root
         self.remote = remote
@@ -103,6 +108,10 @@ class Workspace:
                 config.resolved_blobs_url(), config.blobs_options
             )
             stores = {name: cls(self.store) for name, cls in STORE_CLASSES.items()}
+            if guarded:
+                wrapped = guard_stores({"metadata": self.store, **stores}, Owners(self.store))
+                self.store = wrapped.pop("metadata")
+                stores = wrapped
         else:
             self.actor = remote.metadata.actor
             self.store = remote.metadata

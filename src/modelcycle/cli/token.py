@@ -26,6 +26,13 @@ def create(
     expires: Annotated[
         str | None, typer.Option(help="Expire after this long: 30d, 12h … (default: never).")
     ] = None,
+    project: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--project",
+            help="Limit the token to names matching this glob, e.g. 'fraud-*' (repeatable).",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Create a token; it is printed once, as the last word of the last line."""
@@ -33,12 +40,15 @@ def create(
 
     seconds = None if expires is None else parse_duration(expires, "--expires", require_unit=True)
     with open_workspace() as ws:
-        row, secret = ws.tokens.create(name, role=role, expires_in=seconds)
+        row, secret = ws.tokens.create(name, role=role, expires_in=seconds, projects=project or ())
     if json_out:
         print_json({**row.to_dict(), "token": secret})
         return
     until = f", expires {when(row.expires_at)}" if row.expires_at else ""
-    console.print(f"Created token {row.name} (role {row.role}{until}). Keep it now: it is not")
+    scope = f", projects {', '.join(row.projects)}" if row.projects else ""
+    console.print(
+        f"Created token {row.name} (role {row.role}{scope}{until}). Keep it now: it is not"
+    )
     console.print("shown again; only its hash is stored.")
     print(f"token: {secret}")
 
@@ -55,11 +65,12 @@ def list_(json_out: JsonOpt = False) -> None:
         console.print("No tokens: `modelcycle server` is open to 127.0.0.1 only.")
         return
     table(
-        ["name", "role", "starts with", "created", "by", "expires"],
+        ["name", "role", "projects", "starts with", "created", "by", "expires"],
         [
             [
                 r.name,
                 r.role,
+                ", ".join(r.projects) or "all",
                 r.prefix + "…",
                 when(r.created_at),
                 r.created_by,

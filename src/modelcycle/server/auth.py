@@ -17,6 +17,7 @@ from urllib.parse import quote
 import anyio.to_thread
 from fastapi import Request
 
+from modelcycle.access import scope as projects
 from modelcycle.access.tokens import TokenService
 from modelcycle.core.errors import (
     AuthenticationError,
@@ -95,7 +96,8 @@ class TokenAuth:
         if row is None:
             await self.app(scope, receive, send)
             return
-        with acting_as(f"token:{row.name}"):
+        limits = projects.Scope(row.name, row.projects) if row.projects else None
+        with acting_as(f"token:{row.name}"), projects.limited_to(limits):
             await self.app(scope, receive, send)
 
 

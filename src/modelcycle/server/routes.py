@@ -102,6 +102,12 @@ class TokenRequest(BaseModel):
     name: str = Field(description="Who or what uses the token, e.g. ci-bot")
     role: str = Field(default="reader", description="reader, editor or admin")
     expires_in_seconds: float | None = Field(default=None, gt=0, le=MAX_TOKEN_SECONDS)
+    projects: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Glob patterns over names the token is limited to, e.g. fraud-*; "
+        "none: not limited",
+    )
 
 
 class AckRequest(BaseModel):
@@ -132,6 +138,9 @@ class TokenInfo(BaseModel):
     created_by: str
     expires_at: str | None
     revoked_at: str | None
+    projects: list[str] | None = Field(
+        default=None, description="The name patterns the token is limited to; null: all"
+    )
 
 
 class NewToken(TokenInfo):
@@ -299,7 +308,7 @@ def api_router(ws: Callable[[], Workspace]) -> APIRouter:
     @api.post("/tokens", dependencies=ADMIN, tags=["tokens"], status_code=201)
     def create_token(body: TokenRequest) -> NewToken:
         row, secret = ws().tokens.create(
-            body.name, role=body.role, expires_in=body.expires_in_seconds
+            body.name, role=body.role, expires_in=body.expires_in_seconds, projects=body.projects
         )
         return NewToken(**row.to_dict(), token=secret)
 

@@ -33,6 +33,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from modelcycle import __version__
+from modelcycle.access import scope as projects
 from modelcycle.access.tokens import TokenService
 from modelcycle.core.errors import ModelcycleError, NotFoundError, UsageError
 from modelcycle.remote import codec
@@ -228,6 +229,9 @@ class Whoami(BaseModel):
     role: str
     version: str
     stores: list[str]
+    projects: list[str] | None = Field(
+        default=None, description="The name patterns the token is limited to; null: all"
+    )
 
 
 class Replays:
@@ -270,6 +274,7 @@ def rpc_router(ws: Callable[[], Workspace]) -> APIRouter:
             role=row.role if row is not None else "admin",
             version=__version__,
             stores=sorted(METHODS),
+            projects=list(row.projects) or None if row is not None else None,
         )
 
     @api.post("/notify", status_code=202, dependencies=[Depends(needs("editor"))])
@@ -278,6 +283,9 @@ def rpc_router(ws: Callable[[], Workspace]) -> APIRouter:
         and deployment services run on the client; the hooks are configured here)."""
         token = request.state.token
         actor = f"token:{token.name}" if token is not None else ws().actor
+        limits = projects.current()
+        if limits is not None:  # its subject is a model's or a deployment's ref
+            limits.require(notice.subject.partition("@")[0])
         ws().webhooks.notify(notice.kind, notice.subject, notice.payload, actor=actor)
         return {"queued": True}
 

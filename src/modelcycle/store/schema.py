@@ -586,5 +586,7 @@ api_tokens = Table(
     Column("created_by", String(200), nullable=False),
     Column("expires_at", DateTime(timezone=True)),
     Column("revoked_at", DateTime(timezone=True)),
+    # The name patterns the token is limited to (migration 0013); NULL: not limited.
+    Column("projects", JSON),
     Index("ix_api_tokens_name", "name"),
 )

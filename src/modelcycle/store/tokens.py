@@ -25,6 +25,9 @@ class TokenRow:
     created_by: str
     expires_at: dt.datetime | None
     revoked_at: dt.datetime | None
+    # Glob patterns over names the token is limited to (`modelcycle.access.scope`);
+    # empty: every name.
+    projects: tuple[str, ...] = ()
 
     def usable(self, now: dt.datetime) -> bool:
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
@@ -38,6 +41,7 @@ class TokenRow:
             "created_by": self.created_by,
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
             "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+            "projects": list(self.projects) or None,
         }
 
 
@@ -50,6 +54,7 @@ class TokenStore:
         data = dict(row)
         for key in ("created_at", "expires_at", "revoked_at"):
             data[key] = _aware(data[key])
+        data["projects"] = tuple(data.get("projects") or ())
         return TokenRow(**data)
 
     def by_hash(self, token_hash: str) -> TokenRow | None:
@@ -69,7 +74,14 @@ class TokenStore:
         return any(row.usable(now) for row in self.live(now))
 
     def create(
-        self, *, name: str, role: str, token_hash: str, prefix: str, expires_at: dt.datetime | None
+        self,
+        *,
+        name: str,
+        role: str,
+        token_hash: str,
+        prefix: str,
+        expires_at: dt.datetime | None,
+        projects: tuple[str, ...] = (),
     ) -> TokenRow:
         a = t.api_tokens.c
         with self.store.writing() as conn:
@@ -88,13 +100,18 @@ class TokenStore:
                     created_at=utcnow(),
                     created_by=self.store.actor,
                     expires_at=expires_at,
+                    projects=list(projects) or None,
                 )
             ).inserted_primary_key[0]  # type: ignore[index]
             self.store.add_event(
                 conn,
                 "token.created",
                 name,
-                {"role": role, "expires_at": expires_at.isoformat() if expires_at else None},
+                {
+                    "role": role,
+                    "expires_at": expires_at.isoformat() if expires_at else None,
+                    "projects": list(projects) or None,
+                },
             )
             row = conn.execute(select(t.api_tokens).where(a.id == tid)).mappings().one()
         return self._row(row)
