@@ -218,3 +218,49 @@ def test_token_create_takes_project_patterns(tmp_path: Path) -> None:
     assert "is not valid" in bad.stderr
     with mc.Workspace.open(root) as ws:
         assert [t.name for t in ws.tokens.list()] == ["ci"]
+
+
+def test_owners_name_what_each_record_hangs_under(workspace: mc.Workspace, tmp_path: Path) -> None:
+    """The id lookups scoping relies on, on SQLite and on PostgreSQL."""
+    from modelcycle.store.owners import Owners
+
+    ws = workspace
+    frame = _frame()
+    csv = tmp_path / "d.csv"
+    frame.to_csv(csv, index=False)
+    version = ws.datasets.add("fraud-tx", csv).version
+    with ws.start_run("fraud-train") as run:
+        model = LogisticRegression().fit(frame[["a", "b"]], frame["y"])
+        run.log_model(model, "model", input_example=frame[["a", "b"]].head(2))
+    registered = ws.models.register(run.id, "fraud-model")
+    ws.deployments.create("fraud-api", "fraud-model@1")
+    ws.monitors.create("drift", deployment="fraud-api", reference="fraud-tx@1")
+    ws.labels.create("fraud-labels", "fraud-tx@1", LABELS)
+    stores = ws.stores
+    owners = Owners(ws.store).remembering()
+    expected = {
+        ("dataset", stores["metadata"].get_dataset("fraud-tx").id): "fraud-tx",
+        ("dataset_version", version.id): "fraud-tx",
+        ("run", run.id): "fraud-train",
+        ("experiment", stores["runs"].experiment_id("fraud-train", create=False)): "fraud-train",
+        ("model", registered.model_id): "fraud-model",
+        ("model_version", registered.id): "fraud-model",
+        ("deployment", stores["deployments"].get("fraud-api").id): "fraud-api",
+        ("monitor", stores["monitors"].get("drift").id): "fraud-api",
+        ("monitor_name", "drift"): "fraud-api",
+        ("label_project", stores["labels"].get_project("fraud-labels").id): "fraud-labels",
+    }
+    for (kind, key_), name in expected.items():
+        assert owners.owner(kind, key_) == name, kind
+    assert {kind for kind, _ in expected} | {
+        "evaluation",
+        "alert",
+        "monitor_result",
+        "maintenance",
+        "pipeline_run",
+        "sketch",
+    } == owners.kinds
+    for kind in owners.kinds - {"run", "monitor_name"}:
+        assert owners.owner(kind, 987654) is None, kind
+    assert owners.owner("run", "f" * 32) is None
+    assert owners.owner("monitor_name", "nope") is None
