@@ -53,3 +53,16 @@ def test_patterns_are_checked() -> None:
             check_patterns([bad])
     with pytest.raises(UsageError, match="at most 50"):
         check_patterns([f"p{i}" for i in range(51)])
+
+
+def test_every_list_of_stores_names_the_same_stores() -> None:
+    import typing
+
+    from modelcycle.server.rpc import METHODS, StoreName
+    from modelcycle.store import STORE_NAMES
+
+    names = set(STORE_NAMES)
+    assert set(STORES) == names
+    assert set(typing.get_args(StoreName)) == names
+    assert set(METHODS) == names
+    assert set(RULES) == names

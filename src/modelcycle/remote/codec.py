@@ -29,26 +29,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from modelcycle.core.errors import UsageError
-
-# Every module whose dataclasses may travel between a client and the server.
-STORE_MODULES = (
-    "metadata",
-    "runs",
-    "registry",
-    "deployments",
-    "evaluations",
-    "labels",
-    "maintenance",
-    "monitors",
-    "pipelines",
-    "sketches",
-    "tokens",
-)
+from modelcycle.store import STORE_NAMES
 
 
 def _records() -> dict[str, type[Any]]:
+    """The dataclasses of every store module: what may travel between a client and the
+    server."""
     found: dict[str, type[Any]] = {}
-    for name in STORE_MODULES:
+    for name in STORE_NAMES:
         module = importlib.import_module(f"modelcycle.store.{name}")
         for value in vars(module).values():
             if (
