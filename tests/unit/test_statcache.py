@@ -1,8 +1,9 @@
-"""The stat cache opens cleanly when several processes create it at once."""
+"""The stat cache: opening it from several processes at once, its folders, damaged rows."""
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import sqlite3
 from pathlib import Path
 
 from modelcycle.core.statcache import StatCache
@@ -11,7 +12,7 @@ from modelcycle.core.statcache import StatCache
 def _open_and_write(path: str, n: int, barrier: mp.synchronize.Barrier) -> None:
     barrier.wait()
     cache = StatCache(Path(path))
-    cache.update([(f"/data/{n}/f", (1, 2, 3), f"hash{n}")])
+    cache.update("/data", [(f"{n}/f", (1, 2, 3), f"hash{n}")])
     cache.close()
 
 
@@ -31,5 +32,63 @@ def test_parallel_first_open_all_succeed(tmp_path: Path) -> None:
     cache = StatCache(path)
     entries = cache.load("/data")
     cache.close()
-    assert sorted(entries) == sorted(f"/data/{n}/f" for n in range(workers))
-    assert entries["/data/3/f"] == ((1, 2, 3), "hash3")
+    assert sorted(entries) == sorted(f"{n}/f" for n in range(workers))
+    assert entries["3/f"] == ((1, 2, 3), "hash3")
+
+
+def test_entries_are_found_from_any_folder_above_them(tmp_path: Path) -> None:
+    cache = StatCache(tmp_path / "stat.db")
+    try:
+        cache.update("/data", [("a", (1, 2, 3), "ha"), ("sub/b", (4, 5, 6), "hb")])
+        cache.update("/data/sub", [("c", (7, 8, 9), "hc"), ("b", (4, 5, 7), "hb2")])
+        cache.update("/datalike", [("x", (1, 1, 1), "hx")])  # a sibling, not a child
+        assert cache.load("/data") == {
+            "a": ((1, 2, 3), "ha"),
+            "sub/b": ((4, 5, 7), "hb2"),
+            "sub/c": ((7, 8, 9), "hc"),
+        }
+        assert cache.load("/data/sub/") == {"b": ((4, 5, 7), "hb2"), "c": ((7, 8, 9), "hc")}
+        assert cache.load("/") == {
+            "data/a": ((1, 2, 3), "ha"),
+            "data/sub/b": ((4, 5, 7), "hb2"),
+            "data/sub/c": ((7, 8, 9), "hc"),
+            "datalike/x": ((1, 1, 1), "hx"),
+        }
+    finally:
+        cache.close()
+
+
+def test_a_damaged_row_is_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "stat.db"
+    cache = StatCache(path)
+    cache.update("/data", [("a", (1, 2, 3), "ha")])
+    cache.close()
+    conn = sqlite3.connect(path)
+    (blob,) = conn.execute("SELECT entries FROM dirs").fetchone()
+    conn.execute("UPDATE dirs SET entries = ?", (blob.replace(b"ha", b"hb"),))
+    conn.commit()
+    conn.close()
+    cache = StatCache(path)
+    try:
+        assert cache.load("/data") == {}
+        cache.update("/data", [("b", (1, 2, 4), "hb")])  # a damaged row is replaced
+        assert cache.load("/data") == {"b": ((1, 2, 4), "hb")}
+    finally:
+        cache.close()
+
+
+def test_the_per_file_layout_of_earlier_releases_is_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "stat.db"
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE stat (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, "
+        "inode INTEGER, hash TEXT) WITHOUT ROWID"
+    )
+    conn.execute("INSERT INTO stat VALUES ('/data/a', 1, 2, 3, 'ha')")
+    conn.commit()
+    conn.close()
+    StatCache(path).close()
+    conn = sqlite3.connect(path)
+    tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+    conn.close()
+    assert "stat" not in tables

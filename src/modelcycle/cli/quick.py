@@ -229,7 +229,7 @@ def _add_until_commit(args: _Args) -> _Added | None:
     from modelcycle.core.statcache import stat_cache_path
     from modelcycle.data.files import stage_folder
     from modelcycle.data.formats import detect_format
-    from modelcycle.data.manifest import file_index
+    from modelcycle.data.manifest import file_oids
     from modelcycle.data.refs import check_name
     from modelcycle.store.quickwrite import (
         NewFilesVersion,
@@ -251,7 +251,7 @@ def _add_until_commit(args: _Args) -> _Added | None:
     latest = local.head.latest
     known: set[str] = set()
     if latest is not None and latest.kind == "files":
-        known = set(file_index(blobs.read_bytes(latest.manifest_oid), latest.ref).values())
+        known = file_oids(blobs.read_bytes(latest.manifest_oid), latest.ref)
     with _progress(args.as_json) as progress:
         staged = stage_folder(
             src,

@@ -2,18 +2,30 @@
 
 Re-adding a folder hashes only the files whose stat changed. The cache lives in the
 workspace's local state folder (never in a shared PostgreSQL store: the paths are this
-machine's). A lost or stale cache only costs time: an entry is used only when all four
-keys match.
+machine's). A lost, stale or damaged cache only costs time: an entry is used only when
+all four keys match, and a row whose checksum does not match is ignored.
+
+Entries are kept one row per directory: the row of ``/data/images`` holds every file
+directly in it as one marshal-encoded dict, name -> ((size, mtime_ns, inode), hash).
+``dataset status`` and re-adds read the cache of a whole folder on every run, and
+decoding one such row is done in C, several times faster than turning one SQLite row per
+file into Python tuples.
 """
 
 from __future__ import annotations
 
+import marshal
 import sqlite3
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from modelcycle.core.hashing import hash_bytes
+
 StatKey = tuple[int, int, int]  # size, mtime_ns, inode
+Entry = tuple[StatKey, str]  # stat key, hash
+# Bumped whenever the encoding of a row changes; rows of another format are ignored.
+_FORMAT = 1
 
 
 def stat_cache_path(state_dir: Path) -> Path:
@@ -28,9 +40,10 @@ class StatCache:
         self._use_wal()
         self._db.execute("PRAGMA synchronous=OFF")
         self._db.execute(
-            "CREATE TABLE IF NOT EXISTS stat (path TEXT PRIMARY KEY, size INTEGER, "
-            "mtime_ns INTEGER, inode INTEGER, hash TEXT) WITHOUT ROWID"
+            "CREATE TABLE IF NOT EXISTS dirs (path TEXT PRIMARY KEY, format INTEGER, "
+            "checksum TEXT, entries BLOB)"
         )
+        self._drop_per_file_table()
 
     def _use_wal(self) -> None:
         """Switch the file to WAL once; another process may be doing the same.
@@ -55,22 +68,85 @@ class StatCache:
                     return
                 time.sleep(0.01)
 
-    def load(self, folder: str) -> dict[str, tuple[StatKey, str]]:
-        """Every entry under ``folder`` (an absolute path): path -> (stat key, hash)."""
-        prefix = folder.rstrip("/") + "/"
-        rows = self._db.execute(
-            "SELECT path, size, mtime_ns, inode, hash FROM stat WHERE path >= ? AND path < ?",
-            (prefix, prefix[:-1] + "0"),  # "0" sorts right after "/"
-        )
-        return {p: ((s, m, i), h) for p, s, m, i, h in rows}
+    def _drop_per_file_table(self) -> None:
+        """Free the space of the earlier layout (one row per file), which nothing reads."""
+        found = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'stat'"
+        ).fetchone()
+        if found is not None:
+            self._db.execute("DROP TABLE IF EXISTS stat")
 
-    def update(self, entries: Iterable[tuple[str, StatKey, str]]) -> None:
-        rows = [(p, k[0], k[1], k[2], h) for p, k, h in entries]
-        if not rows:
+    def load(self, folder: str) -> dict[str, Entry]:
+        """Every entry under ``folder`` (an absolute path), keyed by the path relative
+        to it: ``{"a.txt": ((size, mtime_ns, inode), hash), "sub/b.txt": ...}``."""
+        folder = folder.rstrip("/") or "/"
+        prefix = folder if folder == "/" else folder + "/"
+        rows = self._db.execute(
+            "SELECT path, format, checksum, entries FROM dirs "
+            "WHERE path = ? OR (path >= ? AND path < ?)",
+            (folder, prefix, prefix[:-1] + "0"),  # "0" sorts right after "/"
+        ).fetchall()
+        out: dict[str, Entry] = {}
+        for path, fmt, checksum, blob in rows:
+            entries = _decode(fmt, checksum, blob)
+            if path == folder:
+                if not out:
+                    out = entries  # the common case: one folder, taken as decoded
+                else:
+                    out.update(entries)
+            elif path.startswith(prefix):
+                sub = path[len(prefix) :] + "/"
+                out.update({sub + name: entry for name, entry in entries.items()})
+        return out
+
+    def update(self, folder: str, entries: Iterable[tuple[str, StatKey, str]]) -> None:
+        """Record (path relative to ``folder``, stat key, hash) entries, replacing those
+        of the same paths."""
+        folder = folder.rstrip("/") or "/"
+        by_dir: dict[str, dict[str, Entry]] = {}
+        for rel, key, oid in entries:
+            sub, _, name = rel.rpartition("/")
+            by_dir.setdefault(_join(folder, sub), {})[name] = (key, oid)
+        if not by_dir:
             return
         self._db.execute("BEGIN IMMEDIATE")
-        self._db.executemany("INSERT OR REPLACE INTO stat VALUES (?, ?, ?, ?, ?)", rows)
+        try:
+            for directory, new in by_dir.items():
+                self._merge(directory, new)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
         self._db.execute("COMMIT")
+
+    def _merge(self, directory: str, new: dict[str, Entry]) -> None:
+        row = self._db.execute(
+            "SELECT format, checksum, entries FROM dirs WHERE path = ?", (directory,)
+        ).fetchone()
+        merged = _decode(*row) if row is not None else {}
+        merged.update(new)
+        blob = marshal.dumps(merged)
+        self._db.execute(
+            "INSERT OR REPLACE INTO dirs VALUES (?, ?, ?, ?)",
+            (directory, _FORMAT, hash_bytes(blob), blob),
+        )
 
     def close(self) -> None:
         self._db.close()
+
+
+def _join(folder: str, sub: str) -> str:
+    if not sub:
+        return folder
+    return "/" + sub if folder == "/" else f"{folder}/{sub}"
+
+
+def _decode(fmt: object, checksum: object, blob: object) -> dict[str, Entry]:
+    """The entries of one row; none when the row is of another format or damaged (the
+    cache is only a shortcut: its files are then hashed again)."""
+    if fmt != _FORMAT or not isinstance(blob, bytes) or hash_bytes(blob) != checksum:
+        return {}
+    try:
+        entries = marshal.loads(blob)
+    except (ValueError, EOFError, TypeError):
+        return {}
+    return entries if isinstance(entries, dict) else {}

@@ -20,7 +20,7 @@ from modelcycle.blobs import BlobBatch, BlobStore
 from modelcycle.core.errors import InputDataError, NotFoundError
 from modelcycle.core.hashing import hash_bytes, hash_file
 from modelcycle.core.progress import NullProgress, Progress
-from modelcycle.core.statcache import StatCache, StatKey
+from modelcycle.core.statcache import Entry, StatCache, StatKey
 from modelcycle.data.manifest import FileEntry, FileManifest
 
 # Files at most this big are read once into memory, hashed and written from that copy.
@@ -118,14 +118,18 @@ def ingest(
     stat cache is loaded for it); by default the files' common path.
     """
     progress = progress or NullProgress()
-    cached = cache.load(root or _common_root(files)) if cache and files else {}
+    root = (root or _common_root(files)).rstrip("/")
+    # The cache is keyed by paths relative to ``root``: the files' own relative paths
+    # when ``root`` is the folder they were scanned from (the usual case).
+    cut = len(root) + 1
+    cached = cache.load(root or "/") if cache and files else {}
     # One pass makes the entry of every file whose stat the cache knows; the entries of
     # the others are made once they are hashed.
     entries: list[FileEntry | None] = []
     todo: list[int] = []  # to hash (and store unless known)
     unstored: list[int] = []  # hash known from the cache, but maybe not stored
     for i, (rel, abspath, key, mode, _) in enumerate(files):
-        hit = cached.get(abspath)
+        hit = cached.get(abspath[cut:])
         if hit is not None and hit[0] == key:
             oid = hit[1]
             entries.append(FileEntry(rel, oid, key[0], mode))
@@ -203,9 +207,12 @@ def ingest(
     if cache is not None and todo:
         now = time.time()
         cache.update(
-            (files[i].abspath, files[i].key, entries[i].oid)  # type: ignore[union-attr]
-            for i in todo
-            if now - files[i].mtime > _RACY_SECONDS
+            root or "/",
+            (
+                (files[i].abspath[cut:], files[i].key, entries[i].oid)  # type: ignore[union-attr]
+                for i in todo
+                if now - files[i].mtime > _RACY_SECONDS
+            ),
         )
     manifest = FileManifest(tuple([e for e in entries if e is not None]))
     total = manifest.size
@@ -272,14 +279,17 @@ def _chunks(items: list[int], n: int) -> Iterator[list[int]]:
 
 
 def _common_root(files: Iterable[ScannedFile]) -> str:
-    return os.path.commonpath([f.abspath for f in files]) if files else "/"
+    """The deepest folder holding every file."""
+    return os.path.commonpath([os.path.dirname(f.abspath) for f in files]) if files else "/"
 
 
-def _cached_hashes(path: Path, cache_path: Path) -> dict[str, tuple[StatKey, str]]:
+def _cached_hashes(path: Path, cache_path: Path) -> tuple[dict[str, Entry], int]:
+    """The stat cache's entries for the files at ``path``, keyed by ``abspath[cut:]``
+    (the files' relative paths, for a folder), and ``cut``."""
     cache = StatCache(cache_path)
     try:
-        root = path.resolve() if path.is_dir() else path.resolve().parent
-        return cache.load(str(root))
+        root = str(path.resolve() if path.is_dir() else path.resolve().parent).rstrip("/")
+        return cache.load(root or "/"), len(root) + 1
     finally:
         cache.close()
 
@@ -288,10 +298,10 @@ def current_manifest(path: Path, cache_path: Path) -> FileManifest:
     """The manifest the folder (or file) at ``path`` would get now, without storing
     anything: hashes come from the stat cache where the stat still matches."""
     scanned = scan(path)
-    cached = _cached_hashes(path, cache_path)
+    cached, cut = _cached_hashes(path, cache_path)
     entries = []
     for rel, abspath, key, mode, _ in scanned:
-        hit = cached.get(abspath)
+        hit = cached.get(abspath[cut:])
         oid = hit[1] if hit is not None and hit[0] == key else hash_file(abspath, key[0])
         entries.append(FileEntry(rel, oid, key[0], mode))
     return FileManifest(tuple(entries))
@@ -305,10 +315,10 @@ def folder_changes(path: Path, old: dict[str, str], cache_path: Path) -> FileCha
     ``dataset status``, so it walks the folder once and makes no per-file records
     beyond the path -> oid index it compares.
     """
-    cached = _cached_hashes(path, cache_path)
+    cached, cut = _cached_hashes(path, cache_path)
     new: dict[str, str] = {}
     for rel, abspath, st in _walk(path):
-        hit = cached.get(abspath)
+        hit = cached.get(abspath[cut:])
         if hit is not None and hit[0] == (st.st_size, st.st_mtime_ns, st.st_ino):
             new[rel] = hit[1]
         else:

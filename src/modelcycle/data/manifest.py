@@ -96,20 +96,41 @@ Manifest = FileManifest | TableManifest
 
 
 def file_index(data: bytes, where: str) -> dict[str, str]:
-    """path -> oid of the file manifest ``data``: all that comparing a folder with it, or
-    skipping its (stored) blobs, needs, without making an entry per file."""
+    """path -> oid of the file manifest ``data``: all that comparing a folder with it
+    needs, without making an entry per file."""
+    try:
+        return {p: o for p, o, _size, _mode in _file_rows(data, where)}
+    except (ValueError, TypeError) as e:
+        raise _unreadable(where, e) from e
+
+
+def file_oids(data: bytes, where: str) -> set[str]:
+    """The blobs the file manifest ``data`` references: all that skipping its (stored)
+    blobs on a re-add needs, without the path index `file_index` would build."""
+    try:
+        return {o for _path, o, _size, _mode in _file_rows(data, where)}
+    except (ValueError, TypeError) as e:
+        raise _unreadable(where, e) from e
+
+
+def _file_rows(data: bytes, where: str) -> list[Any]:
     try:
         doc: dict[str, Any] = json.loads(data)
         kind = doc["kind"]
         if kind == "files":
-            return {p: o for p, o, _size, _mode in doc["files"]}
+            rows: list[Any] = doc["files"]
+            return rows
     except (ValueError, KeyError, TypeError) as e:
-        raise IntegrityError(
-            f"the manifest of {where} is unreadable: {e}", hint="run `modelcycle fsck`"
-        ) from e
+        raise _unreadable(where, e) from e
     raise IntegrityError(
         f"the manifest of {where} is a {kind!r} manifest, not a file manifest",
         hint="run `modelcycle fsck`",
+    )
+
+
+def _unreadable(where: str, e: Exception) -> IntegrityError:
+    return IntegrityError(
+        f"the manifest of {where} is unreadable: {e}", hint="run `modelcycle fsck`"
     )
 
 

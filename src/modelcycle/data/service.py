@@ -39,6 +39,7 @@ from modelcycle.data.manifest import (
     Part,
     TableManifest,
     file_index,
+    file_oids,
     load_manifest,
 )
 from modelcycle.data.refs import HASH_PREFIX_RE, Ref, check_name, check_tag, parse_ref
@@ -255,7 +256,7 @@ class DatasetService:
         latest = self.latest(name)
         known: set[str] = set()
         if latest is not None and latest.kind == "files":
-            known = set(self._file_index(latest).values())
+            known = file_oids(self.blobs.read_bytes(latest.manifest_oid), latest.ref)
         staged = files_mod.stage_folder(
             src,
             self.blobs,
