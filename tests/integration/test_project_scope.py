@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -37,11 +38,8 @@ def _frame(n: int = 60) -> pd.DataFrame:
     return pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "y": (x[:, 0] > 0).astype(int)})
 
 
-@pytest.fixture
-def platform(tmp_path: Path) -> Iterator[Platform]:
-    """Two projects' worth of records (churn-*, fraud-*) and tokens limited to fraud-*."""
-    ws = mc.Workspace.create(tmp_path / "server")
-    csv = tmp_path / "data.csv"
+def _seed(ws: mc.Workspace, csv: Path) -> dict[str, str]:
+    """Two projects' worth of records, churn-* and fraud-*; their runs' ids."""
     frame = _frame()
     frame.to_csv(csv, index=False)
     runs: dict[str, str] = {}
@@ -58,6 +56,15 @@ def platform(tmp_path: Path) -> Iterator[Platform]:
         ws.monitors.create(
             f"{project}-drift", deployment=f"{project}-api", reference=f"{project}-tx@1"
         )
+    return runs
+
+
+@pytest.fixture
+def platform(tmp_path: Path) -> Iterator[Platform]:
+    """Two projects' worth of records (churn-*, fraud-*) and tokens limited to fraud-*."""
+    ws = mc.Workspace.create(tmp_path / "server")
+    csv = tmp_path / "data.csv"
+    runs = _seed(ws, csv)
     tokens = {
         "admin": ws.tokens.create("root", role="admin")[1],
         "editor": ws.tokens.create("fraud-ci", role="editor", projects=["fraud-*"])[1],
@@ -259,8 +266,173 @@ def test_owners_name_what_each_record_hangs_under(workspace: mc.Workspace, tmp_p
         "maintenance",
         "pipeline_run",
         "sketch",
+        "label_task",
     } == owners.kinds
     for kind in owners.kinds - {"run", "monitor_name"}:
         assert owners.owner(kind, 987654) is None, kind
     assert owners.owner("run", "f" * 32) is None
     assert owners.owner("monitor_name", "nope") is None
+
+
+@pytest.fixture
+def guarded(tmp_path: Path) -> Iterator[tuple[mc.Workspace, mc.Workspace]]:
+    """A seeded workspace, and the same workspace opened as the server opens it."""
+    from modelcycle.core.config import WorkspaceConfig
+
+    ws = mc.Workspace.create(tmp_path / "ws")
+    _seed(ws, tmp_path / "data.csv")
+    server = mc.Workspace(WorkspaceConfig.load(ws.root), guarded=True)
+    try:
+        yield ws, server
+    finally:
+        server.close()
+        ws.close()
+
+
+def _fraud_only() -> Any:
+    from modelcycle.access.scope import Scope, limited_to
+
+    return limited_to(Scope("fraud-ci", ("fraud-*",)))
+
+
+def test_records_sent_whole_are_judged_by_their_ids_and_their_names(
+    guarded: tuple[mc.Workspace, mc.Workspace],
+) -> None:
+    """What a client sends about one project's records cannot touch another's: ids
+    inside changes, names carried by records, refs routed to, refs events name."""
+    import dataclasses
+    import datetime as dt
+
+    from modelcycle.store.deployments import DeploymentState, NewSegment
+    from modelcycle.store.monitors import AlertChanges, NewAlert
+
+    ws, server = guarded
+    stores = server.stores
+    fraud_v = ws.stores["metadata"].version_by_number(
+        ws.stores["metadata"].get_dataset("fraud-tx").id, 1
+    )
+    churn_monitor = ws.stores["monitors"].get("churn-drift")
+    fraud_monitor = ws.stores["monitors"].get("fraud-drift")
+    now = dt.datetime.now(dt.UTC)
+    breach = NewAlert("drift_share > 0.3", "drift_share", ">", 0.3, 0.9, "warning", "drift")
+    _, fired = ws.stores["monitors"].add_result(
+        churn_monitor,
+        started_at=now,
+        window_start=now,
+        window_end=now,
+        status="ok",
+        rows=10,
+        values={"drift_share": 0.9},
+        breaches=["drift_share > 0.3"],
+        detail_oid=None,
+        snapshot=None,
+        error=None,
+        changes=AlertChanges(fire=[breach]),
+    )
+    churn_task_project = ws.stores["labels"].get_project("churn-labels").id
+    churn_task = ws.stores["labels"].tasks(churn_task_project)[0]
+    ws.labels.decide("churn-labels", churn_task.key, "yes", reviewer="ana")
+    fraud_project = ws.stores["labels"].get_project("fraud-labels")
+    events_before = len(ws.events(limit=10_000))
+
+    with _fraud_only():
+        refused = {
+            "resolve churn's alert": lambda: stores["monitors"].add_result(
+                fraud_monitor,
+                started_at=now,
+                window_start=now,
+                window_end=now,
+                status="ok",
+                rows=1,
+                values={},
+                breaches=[],
+                detail_oid=None,
+                snapshot=None,
+                error=None,
+                changes=AlertChanges(resolve=[fired[0].id]),
+            ),
+            "a monitor named as churn's": lambda: stores["monitors"].add_result(
+                dataclasses.replace(fraud_monitor, name="churn-drift"),
+                started_at=now,
+                window_start=now,
+                window_end=now,
+                status="ok",
+                rows=1,
+                values={},
+                breaches=[],
+                detail_oid=None,
+                snapshot=None,
+                error=None,
+                changes=AlertChanges(),
+            ),
+            "decide churn's task": lambda: stores["labels"].decide(
+                fraud_project, churn_task.id, "no", "mallory"
+            ),
+            "a version named as churn's": lambda: stores["metadata"].set_tag(
+                dataclasses.replace(fraud_v, dataset="churn-tx"), "gold"
+            ),
+            "route to churn's model": lambda: stores["deployments"].change(
+                "fraud-api",
+                "route",
+                DeploymentState((("churn-model@1", 100.0),)),
+                expect_generation=1,
+                reason=None,
+            ),
+            "traffic logged as churn's model": lambda: stores["deployments"].add_segments(
+                [NewSegment("fraud-api", "churn-model", 1, now, now, 1, 1, "0" * 64)]
+            ),
+            "an evaluation of churn's model": lambda: stores["evaluations"].add(
+                model_version_id=ws.models.resolve("fraud-model@1").id,
+                model_ref="churn-model@1",
+                dataset_version_id=fraud_v.id,
+                options_key="k",
+                options={},
+                task="classification",
+                num_rows=1,
+                metrics={},
+                result_oid="0" * 64,
+                seconds=0.0,
+            ),
+            "start maintenance": lambda: stores["maintenance"].start(
+                deployment="fraud-api",
+                model="fraud-model",
+                trigger={},
+                policy={"retrain": {"train": {"train": "churn-tx@1"}}},
+                champion=None,
+                min_interval_seconds=0.0,
+                now=now,
+                lease_owner="x",
+                lease_seconds=60.0,
+            ),
+        }
+        for what, attempt in refused.items():
+            with pytest.raises(mc.PermissionDeniedError):
+                attempt()
+                pytest.fail(f"not refused: {what}")
+
+    alert = ws.stores["monitors"].alert(fired[0].id)
+    assert alert is not None and alert.resolved_at is None
+    assert list(ws.stores["labels"].decisions(churn_task_project).values()) == [("yes", "ana")]
+    assert ws.stores["metadata"].tags(fraud_v.dataset_id) == {}
+    assert [r.ref for r in ws.deployments.status("fraud-api").routes] == ["fraud-model@1"]
+    assert not ws.stores["deployments"].has_segments(model="churn-model")
+    assert ws.stores["maintenance"].runs() == []
+    assert len(ws.events(limit=10_000)) == events_before
+
+
+def test_scoped_listings_fill_their_pages(guarded: tuple[mc.Workspace, mc.Workspace]) -> None:
+    """A page of events holds ``limit`` events in scope however many of other
+    projects' are newer, and paging back goes through the scope's events only."""
+    ws, server = guarded
+    for i in range(300):
+        ws.store.record_event("dataset.validated", "churn-tx@1", {"i": i})
+        if i % 60 == 0:
+            ws.store.record_event("dataset.validated", "fraud-tx@1", {"i": i})
+    ws.store.record_event("pipeline.run.finished", "9" * 25, {})  # no such run
+    fraud = [e for e in ws.events(limit=10_000) if e.subject.startswith("fraud-")]
+    assert len(fraud) >= 12
+    with _fraud_only():
+        page = server.events(limit=5)
+        older = server.events(limit=5, offset=5)
+    assert [e.id for e in page] == [e.id for e in fraud[-5:]]
+    assert [e.id for e in older] == [e.id for e in fraud[-10:-5]]

@@ -38,6 +38,9 @@ class Rule:
     # Rewrites the call's arguments first (e.g. "all experiments" becomes "the
     # experiments in scope", so that paging stays right).
     prepare: Callable[[Scope, Any, inspect.BoundArguments], None] | None = None
+    # For a method that answers at most ``limit`` records: makes the call itself,
+    # reading further until ``limit`` records in scope are found (`Filled`).
+    fill: Filled | None = None
 
 
 # -- what arguments reach ------------------------------------------------------------------
@@ -65,21 +68,62 @@ def by_ids(kind: str) -> Reach:
     return reach
 
 
-def record(kind: str) -> Reach:
-    """A record passed whole: judged by its id, never by the names it carries (a
-    remote client could send any)."""
+def record(kind: str, *fields: str) -> Reach:
+    """A record passed whole: judged by the record its id names and by the names it
+    carries in ``fields`` (a remote client could send any; the store writes events
+    about those names)."""
 
     def reach(owners: Owners, value: Any) -> Iterable[str | None]:
-        return () if value is None else (owners.owner(kind, value.id),)
+        if value is None:
+            return ()
+        return (owners.owner(kind, value.id), *(getattr(value, f) for f in fields))
 
     return reach
 
 
-def records(kind: str) -> Reach:
+def records(kind: str, *fields: str) -> Reach:
+    one = record(kind, *fields)
+
     def reach(owners: Owners, values: Any) -> Iterable[str | None]:
-        return [owners.owner(kind, v.id) for v in values or ()]
+        return [name for v in values or () for name in one(owners, v)]
 
     return reach
+
+
+def monitor_record(owners: Owners, monitor: Any) -> Iterable[str | None]:
+    """A monitor passed whole: its id's, its deployment's, and its name's (events about
+    a monitor name it)."""
+    return (
+        owners.owner("monitor", monitor.id),
+        monitor.deployment,
+        owners.owner("monitor_name", monitor.name),
+    )
+
+
+def sketch_record(owners: Owners, row: Any) -> Iterable[str | None]:
+    return (owners.owner("sketch", row.id), owners.owner("dataset_version", row.dataset_version_id))
+
+
+def alert_changes(owners: Owners, changes: Any) -> Iterable[str | None]:
+    """The alerts a monitor's result resolves or keeps open."""
+    return [owners.owner("alert", i) for i in (*changes.resolve, *changes.still_open)]
+
+
+def label_changes(owners: Owners, changes: Any) -> Iterable[str | None]:
+    """The existing tasks (by id) that labeling changes touch; task keys name tasks of
+    the project itself."""
+    tasks = {
+        *(task for task, _ in changes.assignments),
+        *(p.task for p in changes.predictions),
+        *(a.task for a in changes.annotations),
+    }
+    return [owners.owner("label_task", t) for t in tasks if isinstance(t, int)]
+
+
+def routed(_: Owners, state: Any) -> Iterable[str | None]:
+    """The models a deployment's state routes or shadows to."""
+    refs = [ref for ref, _weight in state.routes] + list(state.shadows)
+    return [str(ref).partition("@")[0] for ref in refs]
 
 
 def dataset_ref(_: Owners, value: Any) -> Iterable[str | None]:
@@ -111,7 +155,9 @@ def moved_run(owners: Owners, values: Any) -> Iterable[str | None]:
 
 
 def segments(_: Owners, values: Any) -> Iterable[str | None]:
-    return [segment_owner(s) for s in values or ()]
+    """Traffic written is checked against both its deployment and its model: another
+    project reads a model's segments by model."""
+    return [name for s in values or () for name in (s.deployment, s.model)]
 
 
 def segment_owner(segment: Any) -> str | None:
@@ -129,7 +175,9 @@ def event_subject(owners: Owners, kind: str, subject: str) -> str | None:
     if family in ("monitor", "alert"):
         return owners.owner("monitor_name", subject)
     if kind == "pipeline.run.finished":
-        return owners.owner("pipeline_run", int(subject)) if subject.isdigit() else None
+        if not (subject.isascii() and subject.isdigit() and len(subject) <= 18):
+            return None
+        return owners.owner("pipeline_run", int(subject))
     if family in ("dataset", "model", "label", "experiment", "pipeline", "deployment"):
         return subject.partition("@")[0]
     if family == "maintenance":
@@ -192,6 +240,55 @@ def experiments_in_scope(scope: Scope, store: Any, bound: inspect.BoundArguments
         ]
 
 
+# A scoped listing reads at most this many records to fill one page.
+MAX_SCAN = 50_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Filled:
+    """Calls a method that answers at most ``limit`` records (and may skip ``offset``
+    of them) so that the answer holds ``limit`` records in scope, after skipping
+    ``offset`` records in scope: it asks for more and more until enough are found, the
+    store has no more, or MAX_SCAN were read. ``newest_last``: the store answers the
+    newest records last (the events), else first."""
+
+    owner: Callable[[Owners, Any], str | None]
+    newest_last: bool
+
+    def __call__(
+        self, scope: Scope, owners: Owners, target: Callable[..., Any], bound: Any
+    ) -> list[Any]:
+        args = bound.arguments
+        limit = int(args.get("limit", _default(target, "limit")))
+        skip = int(args.get("offset", 0) or 0)
+        want = limit + skip
+        asked = min(max(2 * want, 100), MAX_SCAN)
+        while True:
+            args["limit"] = asked
+            if "offset" in args or "offset" in inspect.signature(target).parameters:
+                args["offset"] = 0
+            found = target(*bound.args, **bound.kwargs)
+            newest_first = found[::-1] if self.newest_last else found
+            kept = [r for r in newest_first if scope.covers(self.owner(owners, r))]
+            if len(kept) >= want or len(found) < asked or asked >= MAX_SCAN:
+                break
+            asked = min(asked * 4, MAX_SCAN)
+        page = kept[skip:want]
+        return page[::-1] if self.newest_last else page
+
+
+def _default(target: Callable[..., Any], param: str) -> Any:
+    return inspect.signature(target).parameters[param].default
+
+
+def oldest_first(owner: Callable[[Owners, Any], str | None]) -> Filled:
+    return Filled(owner, newest_last=True)
+
+
+def newest_first(owner: Callable[[Owners, Any], str | None]) -> Filled:
+    return Filled(owner, newest_last=False)
+
+
 def _rule(args: Mapping[str, Reach] | None = None, result: Shown | None = None) -> Rule:
     return Rule(args=dict(args or {}), result=result)
 
@@ -216,7 +313,7 @@ RULES: dict[str, dict[str, Rule]] = {
     "metadata": {
         "children": _rule({"version_id": VERSION}, VERSIONS_SHOWN),
         "parents": _rule({"version_id": VERSION}, keep_if(first(field("dataset")))),
-        "events": _rule(result=keep_if(event_of)),
+        "events": Rule(fill=oldest_first(event_of)),
         "get_dataset": _rule({"name": name}),
         "list_datasets": _rule(result=keep_if(first(field("name")))),
         **_each(
@@ -226,9 +323,9 @@ RULES: dict[str, dict[str, Rule]] = {
         "version_by_cache_key": _rule(result=only_if(field("dataset"))),
         "version_by_id": _rule({"version_id": VERSION}),
         "create_version": _rule({"new": new_version}),
-        "set_tag": _rule({"version": record("dataset_version")}),
+        "set_tag": _rule({"version": record("dataset_version", "dataset")}),
         "remove_tag": _rule({"dataset_id": DATASET, "dataset": name}),
-        "delete_versions": _rule({"versions": records("dataset_version")}),
+        "delete_versions": _rule({"versions": records("dataset_version", "dataset")}),
         # record_event: its subject is checked against its kind in `_check`.
         "record_event": _rule(),
     },
@@ -257,8 +354,8 @@ RULES: dict[str, dict[str, Rule]] = {
         "models": _rule(result=keep_if(key("name"))),
         "register": _rule({"name": name, "values": registered}),
         "remove_alias": _rule({"model_id": MODEL, "name": name}),
-        "set_alias": _rule({"version": record("model_version")}),
-        "set_stage": _rule({"version": record("model_version")}),
+        "set_alias": _rule({"version": record("model_version", "model")}),
+        "set_stage": _rule({"version": record("model_version", "model")}),
     },
     "deployments": {
         "changes": _rule({"deployment_id": by_id("deployment")}),
@@ -272,14 +369,20 @@ RULES: dict[str, dict[str, Rule]] = {
         "live": _rule(result=keep_if(field("name"))),
         "names": _rule(result=keep_if(itself)),
         "add_segments": _rule({"segments": segments}),
-        "create": _rule({"name": name, "model_id": MODEL}),
-        "change": _rule({"name": name}),
+        "create": _rule({"name": name, "model_id": MODEL, "state": routed}),
+        "change": _rule({"name": name, "state": routed}),
     },
     "evaluations": {
         "find": _rule({"model_version_id": MODEL_VERSION, "dataset_version_id": VERSION}),
         "for_model_version": _rule({"model_version_id": MODEL_VERSION}),
         "get": _rule({"evaluation_id": by_id("evaluation")}),
-        "add": _rule({"model_version_id": MODEL_VERSION, "dataset_version_id": VERSION}),
+        "add": _rule(
+            {
+                "model_version_id": MODEL_VERSION,
+                "dataset_version_id": VERSION,
+                "model_ref": dataset_ref,
+            }
+        ),
     },
     "labels": {
         **_each(
@@ -296,29 +399,27 @@ RULES: dict[str, dict[str, Rule]] = {
         ),
         "get_project": _rule({"name": name}),
         "list_projects": _rule(result=keep_if(field("name"))),
-        "apply": _rule({"project": record("label_project")}),
-        "decide": _rule({"project": record("label_project")}),
-        "create_project": _rule({"name": name, "version_id": VERSION}),
+        "apply": _rule({"project": record("label_project", "name"), "changes": label_changes}),
+        "decide": _rule(
+            {"project": record("label_project", "name"), "task_id": by_id("label_task")}
+        ),
+        "create_project": _rule({"name": name, "version_id": VERSION, "changes": label_changes}),
     },
     "maintenance": {
-        **_each(("get", "require", "claim", "release"), _rule({"run_id": MAINTENANCE})),
+        **_each(("get", "require"), _rule({"run_id": MAINTENANCE})),
         "policies": _rule(result=keep_if(field("deployment"))),
         "policy": _rule({"deployment": name}),
-        "runs": _rule({"deployment": name}, keep_if(field("deployment"))),
-        "start": _rule({"deployment": name, "model": name}),
-        "update": _rule({"run": record("maintenance")}),
-        "set_policy": _rule({"deployment": name}),
-        "delete_policy": _rule({"deployment": name}),
+        "runs": Rule(args={"deployment": name}, fill=newest_first(field("deployment"))),
     },
     "monitors": {
         "alert": _rule({"alert_id": by_id("alert")}),
         "acknowledge": _rule({"alert_id": by_id("alert")}),
-        "alerts": _rule({"monitor_id": MONITOR}, keep_if(field("deployment"))),
+        "alerts": Rule(args={"monitor_id": MONITOR}, fill=newest_first(field("deployment"))),
         **_each(("get", "require", "delete"), _rule({"name": by_id("monitor_name")})),
         **_each(("get_by_id", "last_alerts", "results"), _rule({"monitor_id": MONITOR})),
         "live": _rule(result=keep_if(field("deployment"))),
         "result": _rule({"result_id": by_id("monitor_result")}),
-        "add_result": _rule({"monitor": record("monitor")}),
+        "add_result": _rule({"monitor": monitor_record, "changes": alert_changes}),
         "create": _rule({"deployment": name, "reference": dataset_ref}),
     },
     "pipelines": {
@@ -326,8 +427,12 @@ RULES: dict[str, dict[str, Rule]] = {
         "finish_run": _rule({"run_id": by_id("pipeline_run")}),
     },
     "sketches": {
-        **_each(("find", "for_version", "add"), _rule({"dataset_version_id": VERSION})),
-        "replace": _rule({"row": record("sketch")}),
+        **_each(("find", "for_version"), _rule({"dataset_version_id": VERSION})),
+        "add": _rule({"dataset_version_id": VERSION, "dataset_ref": dataset_ref}),
+        "replace": _rule(
+            {"row": sketch_record, "dataset_ref": dataset_ref},
+            only_if(lambda owners, row: owners.owner("dataset_version", row.dataset_version_id)),
+        ),
     },
     "tokens": {},
 }
@@ -356,6 +461,13 @@ CLOSED: dict[str, dict[str, str]] = {
     },
     "registry": {"retired_sources": "gc, which sees the whole workspace"},
     "monitors": {"claim_due": "the scheduler, which runs every project's monitors"},
+    # The server's scheduler carries maintenance runs and policies out with its own
+    # rights (retraining on the datasets a policy names), so only unscoped tokens start
+    # or steer them.
+    "maintenance": dict.fromkeys(
+        ("start", "update", "claim", "release", "set_policy", "delete_policy"),
+        "maintenance, which the server's scheduler carries out for every project",
+    ),
     "sketches": {"live": "gc, which sees the whole workspace"},
     "tokens": dict.fromkeys(
         ("any_usable", "by_hash", "create", "live", "revoke"),
@@ -403,6 +515,8 @@ class Guarded:
             if rule.prepare is not None:
                 rule.prepare(scope, store, bound)
             _check(scope, owners, store_name, method, rule, bound)
+            if rule.fill is not None:
+                return rule.fill(scope, owners, target, bound)
             result = target(*bound.args, **bound.kwargs)
             return result if rule.result is None else rule.result(scope, owners, result)
 

@@ -68,6 +68,11 @@ class Owners:
             "label_project": lambda i: select(t.label_projects.c.name).where(
                 t.label_projects.c.id == i
             ),
+            "label_task": lambda i: (
+                select(t.label_projects.c.name)
+                .join(t.label_tasks, t.label_tasks.c.project_id == t.label_projects.c.id)
+                .where(t.label_tasks.c.id == i)
+            ),
             "maintenance": lambda i: select(t.maintenance_runs.c.deployment).where(
                 t.maintenance_runs.c.id == i
             ),
