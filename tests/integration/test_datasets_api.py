@@ -649,3 +649,12 @@ def test_augment_images_is_deterministic(workspace: mc.Workspace, tmp_path: Path
     assert reseeded.ref == "imgs@3"
     assert reseeded.content_hash != v2.content_hash
     assert workspace.fsck().ok
+
+
+def test_an_event_filter_with_a_nul_character_is_refused(workspace: mc.Workspace) -> None:
+    """PostgreSQL cannot compare text holding NUL: the filter is refused as bad input on
+    both backends, not answered with a database error."""
+    for field in ("kind", "subject", "actor"):
+        with pytest.raises(mc.UsageError, match=f"{field} filter contains a NUL"):
+            workspace.events(**{field: "dataset\x00"})
+    assert workspace.events(kind="workspace.")[0].kind == "workspace.created"

@@ -560,6 +560,12 @@ class MetadataStore:
                 f"cannot read {limit} events after skipping {offset}",
                 hint="limit counts from 1 and offset from 0",
             )
+        for what, text in (("kind", kind), ("subject", subject), ("actor", actor)):
+            if text and "\x00" in text:  # PostgreSQL cannot compare text with one
+                raise UsageError(
+                    f"the {what} filter contains a NUL character, which no event holds",
+                    hint=f"remove it from the {what} filter",
+                )
         c = t.events.c
         # Newest first by time (the id breaks ties), so that ix_events_at, or
         # ix_events_actor_at for one actor, yields the rows in order: no sort.
