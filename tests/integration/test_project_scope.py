@@ -393,6 +393,33 @@ def test_records_sent_whole_are_judged_by_their_ids_and_their_names(
                 result_oid="0" * 64,
                 seconds=0.0,
             ),
+            "a monitor writing a file on the server": lambda: stores["monitors"].create(
+                name="fraud-watch",
+                deployment="fraud-api",
+                reference="fraud-tx@1",
+                spec={"channels": [{"type": "file", "path": "modelcycle.toml"}]},
+                schedule_seconds=60.0,
+                window_seconds=60.0,
+                next_run_at=now,
+            ),
+            "a monitor fetching a URL": lambda: stores["monitors"].create(
+                name="fraud-watch",
+                deployment="fraud-api",
+                reference="fraud-tx@1",
+                spec={"channels": [], "options": {"metrics_url": "http://10.0.0.1/"}},
+                schedule_seconds=60.0,
+                window_seconds=60.0,
+                next_run_at=now,
+            ),
+            "a monitor created under a churn name": lambda: stores["monitors"].create(
+                name="churn-watch",
+                deployment="fraud-api",
+                reference="fraud-tx@1",
+                spec={"channels": []},
+                schedule_seconds=60.0,
+                window_seconds=60.0,
+                next_run_at=now,
+            ),
             "start maintenance": lambda: stores["maintenance"].start(
                 deployment="fraud-api",
                 model="fraud-model",
@@ -417,7 +444,23 @@ def test_records_sent_whole_are_judged_by_their_ids_and_their_names(
     assert [r.ref for r in ws.deployments.status("fraud-api").routes] == ["fraud-model@1"]
     assert not ws.stores["deployments"].has_segments(model="churn-model")
     assert ws.stores["maintenance"].runs() == []
+    assert [m.name for m in ws.stores["monitors"].live()] == ["churn-drift", "fraud-drift"]
     assert len(ws.events(limit=10_000)) == events_before
+
+    # Without channels or a metrics URL, a project token's monitor is its own.
+    with _fraud_only():
+        stores["monitors"].create(
+            name="fraud-quiet",
+            deployment="fraud-api",
+            reference="fraud-tx@1",
+            spec={"channels": [], "options": {"metrics_url": None}},
+            schedule_seconds=60.0,
+            window_seconds=60.0,
+            next_run_at=now,
+        )
+        stores["monitors"].delete("fraud-quiet")
+        with pytest.raises(mc.UsageError, match="limit counts from 1"):
+            stores["metadata"].events(limit=0)
 
 
 def test_scoped_listings_fill_their_pages(guarded: tuple[mc.Workspace, mc.Workspace]) -> None:
@@ -436,3 +479,51 @@ def test_scoped_listings_fill_their_pages(guarded: tuple[mc.Workspace, mc.Worksp
         older = server.events(limit=5, offset=5)
     assert [e.id for e in page] == [e.id for e in fraud[-5:]]
     assert [e.id for e in older] == [e.id for e in fraud[-10:-5]]
+
+
+def test_a_policy_starts_only_on_its_own_deployments_alerts(
+    guarded: tuple[mc.Workspace, mc.Workspace],
+) -> None:
+    """Monitor names can be taken again once deleted: a policy naming a monitor reacts
+    to that monitor's alerts on its own deployment only, not to a namesake elsewhere."""
+    import datetime as dt
+
+    from modelcycle.store.monitors import AlertChanges, NewAlert
+
+    ws, _ = guarded
+    ws.stores["maintenance"].set_policy(
+        "churn-api",
+        {
+            "trigger": {"monitors": ["shared-watch"]},
+            "retrain": {"train": {"model": "sklearn.linear_model.LogisticRegression"}},
+            "evaluate": {"data": "churn-tx@1", "gate": {"rules": []}},
+        },
+    )
+    now = dt.datetime.now(dt.UTC)
+    namesake = ws.stores["monitors"].create(
+        name="shared-watch",
+        deployment="fraud-api",
+        reference="fraud-tx@1",
+        spec={"channels": []},
+        schedule_seconds=60.0,
+        window_seconds=60.0,
+        next_run_at=now,
+    )
+    breach = NewAlert("rows >= 0", "rows", ">=", 0.0, 1.0, "warning", "rows")
+    ws.stores["monitors"].add_result(
+        namesake,
+        started_at=now,
+        window_start=now,
+        window_end=now,
+        status="ok",
+        rows=1,
+        values={"rows": 1},
+        breaches=["rows >= 0"],
+        detail_oid=None,
+        snapshot=None,
+        error=None,
+        changes=AlertChanges(fire=[breach]),
+    )
+    (policy,) = ws.stores["maintenance"].policies()
+    assert ws.stores["monitors"].alerts(open_only=True)[0].monitor == "shared-watch"
+    assert ws.maintenance._new_alert(policy) is None

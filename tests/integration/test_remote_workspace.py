@@ -27,6 +27,7 @@ from sklearn.linear_model import LogisticRegression
 import modelcycle as mc
 from modelcycle.remote import codec
 from modelcycle.server import create_app
+from modelcycle.store.labels import LabelChanges
 from servers import S3Location, free_port
 
 
@@ -305,6 +306,15 @@ def test_the_server_checks_what_a_client_sends(
     )
     assert forged_event.status_code == 400
     assert not [e for e in local.events(limit=500) if e.kind == "token.revoked"]
+    local.labels.create("points-labels", "points@1", {"kind": "classification", "labels": ["a"]})
+    project = local.stores["labels"].get_project("points-labels")
+    disguised = _rpc(url, tokens["editor"], "labels.apply", project, LabelChanges(), "model.stage")
+    assert disguised.status_code == 400 and "start with 'label.'" in disguised.json()["hint"]
+    assert not [
+        e
+        for e in local.events(limit=500)
+        if e.subject == "points-labels" and e.kind == "model.stage"
+    ]
 
     future = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
     skewed = _rpc(url, tokens["editor"], "monitors.claim_due", future)

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from modelcycle.access.scope import Scope, current
-from modelcycle.core.errors import PermissionDeniedError
+from modelcycle.core.errors import PermissionDeniedError, UsageError
 from modelcycle.store.owners import Owners
 
 # What an argument reaches: the names of the records it names or points at (None for
@@ -118,6 +118,23 @@ def label_changes(owners: Owners, changes: Any) -> Iterable[str | None]:
         *(a.task for a in changes.annotations),
     }
     return [owners.owner("label_task", t) for t in tasks if isinstance(t, int)]
+
+
+def delivered_here(_: Owners, spec: Any) -> Iterable[str | None]:
+    """A monitor of a project token delivers its alerts to the pages and the event log
+    only: its channels and metrics URL would make the server write files and send
+    requests with its own rights, for every project."""
+    if not isinstance(spec, Mapping):
+        return ()
+    options = spec.get("options") or {}
+    if spec.get("channels") or (isinstance(options, Mapping) and options.get("metrics_url")):
+        raise PermissionDeniedError(
+            "a project token cannot give a monitor channels or a metrics URL: the server "
+            "delivers and fetches them with its own rights",
+            hint="create the monitor without them, and ask an admin without --project to "
+            "add channels",
+        )
+    return ()
 
 
 def routed(_: Owners, state: Any) -> Iterable[str | None]:
@@ -261,6 +278,11 @@ class Filled:
         args = bound.arguments
         limit = int(args.get("limit", _default(target, "limit")))
         skip = int(args.get("offset", 0) or 0)
+        if limit < 1 or skip < 0:
+            raise UsageError(
+                f"cannot list {limit} records after skipping {skip}",
+                hint="limit counts from 1 and offset from 0",
+            )
         want = limit + skip
         asked = min(max(2 * want, 100), MAX_SCAN)
         while True:
@@ -420,7 +442,9 @@ RULES: dict[str, dict[str, Rule]] = {
         "live": _rule(result=keep_if(field("deployment"))),
         "result": _rule({"result_id": by_id("monitor_result")}),
         "add_result": _rule({"monitor": monitor_record, "changes": alert_changes}),
-        "create": _rule({"deployment": name, "reference": dataset_ref}),
+        "create": _rule(
+            {"name": name, "deployment": name, "reference": dataset_ref, "spec": delivered_here}
+        ),
     },
     "pipelines": {
         **_each(("runs", "stage_state", "save_stage", "start_run"), _rule({"pipeline": name})),

@@ -215,7 +215,10 @@ class MaintenanceService:
             m.name for m in self.monitors.store.live() if m.deployment == row.deployment
         }
         for alert in self.monitors.store.alerts(open_only=True, limit=1000):
+            # By name and deployment: a monitor's name may be taken again, elsewhere.
             if alert.id <= after or alert.monitor not in monitors:
+                continue
+            if alert.deployment != row.deployment:
                 continue
             if policy.rules and alert.rule not in policy.rules:
                 continue

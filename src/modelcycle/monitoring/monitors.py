@@ -467,12 +467,21 @@ class MonitorService:
         """Send a notice that is not an alert (the end of a maintenance run) to a
         monitor's channels, shaped like an alert so every channel can show it."""
         monitor = self.store.require(name)
+        deployment = payload.get("deployment", monitor.deployment)
+        if monitor.deployment != deployment:  # the name was taken again, elsewhere
+            log.warning(
+                "not announcing maintenance of %s to monitor %s, which now watches %s",
+                deployment,
+                name,
+                monitor.deployment,
+            )
+            return
         state = str(payload.get("state", "notice"))
         self._dispatcher(monitor).deliver(
             {
                 "id": f"maintenance-{payload.get('run')}",
                 "monitor": name,
-                "deployment": payload.get("deployment", monitor.deployment),
+                "deployment": deployment,
                 "rule": f"maintenance run {payload.get('run')}",
                 "state": state,
                 "severity": "info" if state == "promoted" else "critical",

@@ -87,6 +87,15 @@ def _record_event(ws: Workspace, token: TokenRow | None, bound: inspect.BoundArg
         )
 
 
+def _label_event(ws: Workspace, token: TokenRow | None, bound: inspect.BoundArguments) -> None:
+    kind = str(bound.arguments["event"])
+    if not kind.startswith("label.") or len(kind) > 100:
+        raise UsageError(
+            f"labeling changes cannot be recorded as a {kind!r} event",
+            hint="their event kinds start with 'label.'",
+        )
+
+
 def _create_version(ws: Workspace, token: TokenRow | None, bound: inspect.BoundArguments) -> None:
     new = bound.arguments["new"]
     oid = getattr(new, "manifest_oid", None)
@@ -143,6 +152,7 @@ GUARDS: dict[tuple[str, str], Guard] = {
     ("registry", "set_stage"): _set_stage,
     ("metadata", "set_tag"): _set_tag,
     ("metadata", "record_event"): _record_event,
+    ("labels", "apply"): _label_event,
     ("metadata", "create_version"): _create_version,
     ("registry", "register"): _register,
     ("maintenance", "claim"): _lease,
