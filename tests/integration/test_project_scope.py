@@ -295,6 +295,27 @@ def _fraud_only() -> Any:
     return limited_to(Scope("fraud-ci", ("fraud-*",)))
 
 
+def _add_result(store: Any, monitor: Any, changes: Any, breaches: list[str] | None = None) -> Any:
+    """A monitor result at this moment, with ``changes`` to its alerts."""
+    import datetime as dt
+
+    now = dt.datetime.now(dt.UTC)
+    return store.add_result(
+        monitor,
+        started_at=now,
+        window_start=now,
+        window_end=now,
+        status="ok",
+        rows=1,
+        values={},
+        breaches=breaches or [],
+        detail_oid=None,
+        snapshot=None,
+        error=None,
+        changes=changes,
+    )
+
+
 def test_records_sent_whole_are_judged_by_their_ids_and_their_names(
     guarded: tuple[mc.Workspace, mc.Workspace],
 ) -> None:
@@ -315,19 +336,8 @@ def test_records_sent_whole_are_judged_by_their_ids_and_their_names(
     fraud_monitor = ws.stores["monitors"].get("fraud-drift")
     now = dt.datetime.now(dt.UTC)
     breach = NewAlert("drift_share > 0.3", "drift_share", ">", 0.3, 0.9, "warning", "drift")
-    _, fired = ws.stores["monitors"].add_result(
-        churn_monitor,
-        started_at=now,
-        window_start=now,
-        window_end=now,
-        status="ok",
-        rows=10,
-        values={"drift_share": 0.9},
-        breaches=["drift_share > 0.3"],
-        detail_oid=None,
-        snapshot=None,
-        error=None,
-        changes=AlertChanges(fire=[breach]),
+    _, fired = _add_result(
+        ws.stores["monitors"], churn_monitor, AlertChanges(fire=[breach]), ["drift_share > 0.3"]
     )
     churn_task_project = ws.stores["labels"].get_project("churn-labels").id
     churn_task = ws.stores["labels"].tasks(churn_task_project)[0]
@@ -337,33 +347,13 @@ def test_records_sent_whole_are_judged_by_their_ids_and_their_names(
 
     with _fraud_only():
         refused = {
-            "resolve churn's alert": lambda: stores["monitors"].add_result(
-                fraud_monitor,
-                started_at=now,
-                window_start=now,
-                window_end=now,
-                status="ok",
-                rows=1,
-                values={},
-                breaches=[],
-                detail_oid=None,
-                snapshot=None,
-                error=None,
-                changes=AlertChanges(resolve=[fired[0].id]),
+            "resolve churn's alert": lambda: _add_result(
+                stores["monitors"], fraud_monitor, AlertChanges(resolve=[fired[0].id])
             ),
-            "a monitor named as churn's": lambda: stores["monitors"].add_result(
+            "a monitor named as churn's": lambda: _add_result(
+                stores["monitors"],
                 dataclasses.replace(fraud_monitor, name="churn-drift"),
-                started_at=now,
-                window_start=now,
-                window_end=now,
-                status="ok",
-                rows=1,
-                values={},
-                breaches=[],
-                detail_oid=None,
-                snapshot=None,
-                error=None,
-                changes=AlertChanges(),
+                AlertChanges(),
             ),
             "decide churn's task": lambda: stores["labels"].decide(
                 fraud_project, churn_task.id, "no", "mallory"
@@ -510,20 +500,7 @@ def test_a_policy_starts_only_on_its_own_deployments_alerts(
         next_run_at=now,
     )
     breach = NewAlert("rows >= 0", "rows", ">=", 0.0, 1.0, "warning", "rows")
-    ws.stores["monitors"].add_result(
-        namesake,
-        started_at=now,
-        window_start=now,
-        window_end=now,
-        status="ok",
-        rows=1,
-        values={"rows": 1},
-        breaches=["rows >= 0"],
-        detail_oid=None,
-        snapshot=None,
-        error=None,
-        changes=AlertChanges(fire=[breach]),
-    )
+    _add_result(ws.stores["monitors"], namesake, AlertChanges(fire=[breach]), ["rows >= 0"])
     (policy,) = ws.stores["maintenance"].policies()
     assert ws.stores["monitors"].alerts(open_only=True)[0].monitor == "shared-watch"
     assert ws.maintenance._new_alert(policy) is None
