@@ -106,6 +106,17 @@ def test_infinities_are_left_out_of_the_histogram() -> None:
     assert sum(hist["counts"]) == 3  # only the finite values: 1, 2 and 3
 
 
+def test_nulls_are_left_out_of_every_column_kind() -> None:
+    df = pl.DataFrame(
+        {"i": [1, None, 3, None, 9], "f": [1.0, None, 2.0, float("nan"), 3.0]},
+        schema={"i": pl.Int64, "f": pl.Float64},
+    )
+    cols = profile_frame(df.lazy())["columns"]
+    assert sum(cols["i"]["histogram"]["counts"]) == 3 and cols["i"]["nulls"] == 2
+    assert (cols["i"]["min"], cols["i"]["max"], cols["i"]["q50"]) == (1.0, 9.0, 3.0)
+    assert sum(cols["f"]["histogram"]["counts"]) == 3 and cols["f"]["mean"] == 2.0
+
+
 def test_top_values_are_most_frequent_first(prof: dict[str, Any], frame: pl.DataFrame) -> None:
     top = prof["columns"]["city"]["top"]
     assert top == [

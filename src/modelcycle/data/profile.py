@@ -122,7 +122,8 @@ def profile_frame(lf: pl.LazyFrame) -> dict[str, Any]:
         value = pl.col(c).cast(pl.Float64)
         bin_idx = ((value - lo) / width).floor().clip(0, HIST_BINS - 1)
         queries.append(
-            (lf if schema[c].is_integer() else lf.filter(value.is_finite()))
+            # nulls, NaN and ±inf fall in no bin (whole numbers are never NaN or inf)
+            lf.filter(pl.col(c).is_not_null() if schema[c].is_integer() else value.is_finite())
             .select(bin_idx.alias("bin"))
             .group_by("bin")
             .len()
