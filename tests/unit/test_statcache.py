@@ -92,3 +92,16 @@ def test_the_per_file_layout_of_earlier_releases_is_dropped(tmp_path: Path) -> N
     tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
     conn.close()
     assert "stat" not in tables
+
+
+def test_a_whole_update_drops_the_names_of_deleted_files(tmp_path: Path) -> None:
+    """A folder whose files keep changing names does not grow its row without end."""
+    cache = StatCache(tmp_path / "stat.db")
+    try:
+        cache.update("/data", [("a.txt", (1, 1, 1), "h1"), ("b.txt", (2, 2, 2), "h2")])
+        cache.update("/data", [("c.txt", (3, 3, 3), "h3")])
+        assert set(cache.load("/data")) == {"a.txt", "b.txt", "c.txt"}
+        cache.update("/data", [("b.txt", (2, 2, 2), "h2"), ("d.txt", (4, 4, 4), "h4")], whole=True)
+        assert cache.load("/data") == {"b.txt": ((2, 2, 2), "h2"), "d.txt": ((4, 4, 4), "h4")}
+    finally:
+        cache.close()

@@ -99,9 +99,13 @@ class StatCache:
                 out.update({sub + name: entry for name, entry in entries.items()})
         return out
 
-    def update(self, folder: str, entries: Iterable[tuple[str, StatKey, str]]) -> None:
+    def update(
+        self, folder: str, entries: Iterable[tuple[str, StatKey, str]], *, whole: bool = False
+    ) -> None:
         """Record (path relative to ``folder``, stat key, hash) entries, replacing those
-        of the same paths."""
+        of the same paths. ``whole``: the entries are every file now in their folders,
+        so each folder's row is replaced outright and the names of deleted files go
+        (otherwise rows of folders whose files keep changing names only grow)."""
         folder = folder.rstrip("/") or "/"
         by_dir: dict[str, dict[str, Entry]] = {}
         for rel, key, oid in entries:
@@ -112,16 +116,18 @@ class StatCache:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             for directory, new in by_dir.items():
-                self._merge(directory, new)
+                self._merge(directory, new, whole=whole)
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
 
-    def _merge(self, directory: str, new: dict[str, Entry]) -> None:
-        row = self._db.execute(
-            "SELECT format, checksum, entries FROM dirs WHERE path = ?", (directory,)
-        ).fetchone()
+    def _merge(self, directory: str, new: dict[str, Entry], *, whole: bool) -> None:
+        row = None
+        if not whole:
+            row = self._db.execute(
+                "SELECT format, checksum, entries FROM dirs WHERE path = ?", (directory,)
+            ).fetchone()
         merged = _decode(*row) if row is not None else {}
         merged.update(new)
         blob = marshal.dumps(merged)

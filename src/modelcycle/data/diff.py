@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import polars as pl
@@ -84,7 +85,7 @@ def distribution_changes(pa: dict[str, Any], pb: dict[str, Any]) -> list[dict[st
         x, y = ca[col], cb[col]
         row: dict[str, Any] = {"column": col}
         for k in ("null_fraction", "distinct", "mean", "std", "min", "max", "q50"):
-            if x.get(k) is not None and y.get(k) is not None and x[k] != y[k]:
+            if x.get(k) is not None and y.get(k) is not None and not _same(x[k], y[k]):
                 row[k] = {"from": x[k], "to": y[k]}
         if "top" in x and "top" in y:
             tx = {str(t["value"]): t["count"] for t in x["top"]}
@@ -94,3 +95,14 @@ def distribution_changes(pa: dict[str, Any], pb: dict[str, Any]) -> list[dict[st
         if len(row) > 1:
             out.append(row)
     return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal, floats up to rounding in their last bits (profiles computed by different
+    releases may round a quantile or a mean differently)."""
+    if isinstance(a, float) or isinstance(b, float):
+        try:
+            return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+        except (TypeError, ValueError):
+            return bool(a == b)
+    return bool(a == b)

@@ -6,7 +6,9 @@ folder of many small files uses every core.
 
 from __future__ import annotations
 
+import logging
 import os
+import sqlite3
 import stat as stat_mod
 import time
 from collections.abc import Iterable, Iterator
@@ -22,6 +24,8 @@ from modelcycle.core.hashing import hash_bytes, hash_file
 from modelcycle.core.progress import NullProgress, Progress
 from modelcycle.core.statcache import Entry, StatCache, StatKey
 from modelcycle.data.manifest import FileEntry, FileManifest
+
+log = logging.getLogger(__name__)
 
 # Files at most this big are read once into memory, hashed and written from that copy.
 _SMALL = 16 << 20
@@ -205,15 +209,22 @@ def ingest(
     progress.advance(len(files) - len(todo) - len(unstored))
 
     if cache is not None and todo:
+        # Every file of this folder now (those just hashed unless changed too recently
+        # to trust their stat), so that the names of deleted files leave the cache.
         now = time.time()
-        cache.update(
-            root or "/",
-            (
-                (files[i].abspath[cut:], files[i].key, entries[i].oid)  # type: ignore[union-attr]
-                for i in todo
-                if now - files[i].mtime > _RACY_SECONDS
-            ),
-        )
+        fresh = {i for i in todo if now - files[i].mtime <= _RACY_SECONDS}
+        try:
+            cache.update(
+                root or "/",
+                (
+                    (f.abspath[cut:], f.key, e.oid)
+                    for i, (f, e) in enumerate(zip(files, entries, strict=True))
+                    if e is not None and i not in fresh
+                ),
+                whole=True,
+            )
+        except (sqlite3.Error, OSError) as e:  # the cache is only a shortcut
+            log.warning("could not update the stat cache: %s", e)
     manifest = FileManifest(tuple([e for e in entries if e is not None]))
     total = manifest.size
     return IngestResult(manifest, bytes_added, total - bytes_added, files_added, len(todo))
