@@ -40,6 +40,9 @@ def write_tree(root: Path, files: dict[str, bytes]) -> None:
         path.write_bytes(data)
 
 
+OLD = 1_000_000_000  # a modification time well past the racy window
+
+
 # ---------------------------------------------------------------- compare
 
 
@@ -218,9 +221,40 @@ def test_ingest_uses_the_stat_cache_for_unchanged_files(tmp_path: Path) -> None:
         cache.close()
 
 
-# ---------------------------------------------------------------- what the stat cache may skip
+def test_the_stat_cache_forgets_deleted_files_but_not_the_folder_of_one_file(
+    tmp_path: Path,
+) -> None:
+    src = tmp_path / "src"
+    write_tree(src, {"a.txt": b"alpha", "b.txt": b"beta", "sub/c.txt": b"gamma"})
+    for rel in ("a.txt", "b.txt", "sub/c.txt"):
+        os.utime(src / rel, (OLD, OLD))
+    root = str(src.resolve())
+    cache = StatCache(tmp_path / "state" / "stat.db")
+    store = LocalBlobStore(tmp_path / "blobs")
+    try:
+        with store.batch() as batch:
+            ingest(scan(src), batch, cache, set(), workers=1, root=root, whole_folder=True)
+        assert set(cache.load(root)) == {"a.txt", "b.txt", "sub/c.txt"}
+        # One file of the folder, added alone: the others stay cached.
+        (src / "a.txt").write_bytes(b"ALPHA")
+        os.utime(src / "a.txt", (OLD + 5, OLD + 5))
+        with store.batch() as batch:
+            one = ingest(scan(src / "a.txt"), batch, cache, set(), workers=1, root=root)
+        assert one.files_hashed == 1
+        assert set(cache.load(root)) == {"a.txt", "b.txt", "sub/c.txt"}
+        assert cache.load(root)["a.txt"][1] == hash_bytes(b"ALPHA")
+        # The whole folder again, after deleting two files: their paths leave the cache.
+        (src / "b.txt").unlink()
+        (src / "sub" / "c.txt").unlink()
+        with store.batch() as batch:
+            again = ingest(scan(src), batch, cache, set(), workers=1, root=root, whole_folder=True)
+        assert again.files_hashed == 0
+        assert set(cache.load(root)) == {"a.txt"}
+    finally:
+        cache.close()
 
-OLD = 1_000_000_000  # a modification time well past the racy window
+
+# ---------------------------------------------------------------- what the stat cache may skip
 
 
 def _ingest_twice(tmp_path: Path, change: Callable[[Path], None]) -> tuple[int, str]:

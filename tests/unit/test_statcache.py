@@ -94,14 +94,66 @@ def test_the_per_file_layout_of_earlier_releases_is_dropped(tmp_path: Path) -> N
     assert "stat" not in tables
 
 
-def test_a_whole_update_drops_the_names_of_deleted_files(tmp_path: Path) -> None:
+def test_removed_paths_are_forgotten(tmp_path: Path) -> None:
     """A folder whose files keep changing names does not grow its row without end."""
     cache = StatCache(tmp_path / "stat.db")
     try:
         cache.update("/data", [("a.txt", (1, 1, 1), "h1"), ("b.txt", (2, 2, 2), "h2")])
         cache.update("/data", [("c.txt", (3, 3, 3), "h3")])
         assert set(cache.load("/data")) == {"a.txt", "b.txt", "c.txt"}
-        cache.update("/data", [("b.txt", (2, 2, 2), "h2"), ("d.txt", (4, 4, 4), "h4")], whole=True)
+        cache.update("/data", [("d.txt", (4, 4, 4), "h4")], removed=["a.txt", "c.txt"])
         assert cache.load("/data") == {"b.txt": ((2, 2, 2), "h2"), "d.txt": ((4, 4, 4), "h4")}
+    finally:
+        cache.close()
+
+
+def _rows(path: Path) -> tuple[int, int]:
+    conn = sqlite3.connect(path)
+    try:
+        (dirs,) = conn.execute("SELECT count(*) FROM dirs").fetchone()
+        (changes,) = conn.execute("SELECT count(*) FROM dir_changes").fetchone()
+    finally:
+        conn.close()
+    return dirs, changes
+
+
+def test_small_updates_add_change_rows_that_are_folded_in_later(tmp_path: Path) -> None:
+    path = tmp_path / "stat.db"
+    cache = StatCache(path)
+    try:
+        cache.update("/data", [(f"f{i}", (i, i, i), f"h{i}") for i in range(1000)])
+        assert _rows(path) == (1, 0)
+        expected = {f"f{i}": ((i, i, i), f"h{i}") for i in range(1000)}
+        for round_ in range(1, 40):
+            changed = f"f{round_}"
+            cache.update("/data", [(changed, (-round_, 0, 0), f"new{round_}")], removed=["f999"])
+            expected[changed] = ((-round_, 0, 0), f"new{round_}")
+            expected.pop("f999", None)
+            assert cache.load("/data") == expected
+            assert cache.load("/") == {f"data/{k}": v for k, v in expected.items()}
+            # Never more than the allowed change rows: the next update folds them in.
+            assert _rows(path)[1] <= 16
+        assert _rows(path)[1] < 39  # some were folded in
+    finally:
+        cache.close()
+
+
+def test_a_damaged_change_row_costs_only_its_entries(tmp_path: Path) -> None:
+    path = tmp_path / "stat.db"
+    cache = StatCache(path)
+    cache.update("/data", [(f"f{i}", (i, i, i), f"h{i}") for i in range(100)])
+    cache.update("/data", [("f1", (7, 7, 7), "changed")])
+    cache.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT count(*) FROM dir_changes").fetchone() == (1,)
+    conn.execute("UPDATE dir_changes SET checksum = 'x'")
+    conn.commit()
+    conn.close()
+    cache = StatCache(path)
+    try:
+        loaded = cache.load("/data")
+        # The change is lost: f1's old entry remains, and is used only if its stat matches.
+        assert loaded["f1"] == ((1, 1, 1), "h1")
+        assert len(loaded) == 100
     finally:
         cache.close()

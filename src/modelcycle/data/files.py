@@ -114,12 +114,14 @@ def ingest(
     progress: Progress | None = None,
     workers: int | None = None,
     root: str | None = None,
+    whole_folder: bool = False,
 ) -> IngestResult:
     """Hash what the stat cache does not know, store what the blob store lacks.
 
     ``known_oids`` are blobs referenced by a live version (so certainly stored); they are
     neither checked nor written again. ``root`` is a folder holding every file (the
-    stat cache is loaded for it); by default the files' common path.
+    stat cache is loaded for it); by default the files' common path. ``whole_folder``:
+    the files are all there is under ``root``, so the cache forgets the paths of others.
     """
     progress = progress or NullProgress()
     root = (root or _common_root(files)).rstrip("/")
@@ -132,6 +134,7 @@ def ingest(
     entries: list[FileEntry | None] = []
     todo: list[int] = []  # to hash (and store unless known)
     unstored: list[int] = []  # hash known from the cache, but maybe not stored
+    named = 0  # files whose path the cache knows, with the same stat or not
     for i, (rel, abspath, key, mode, _) in enumerate(files):
         hit = cached.get(abspath[cut:])
         if hit is not None and hit[0] == key:
@@ -139,10 +142,15 @@ def ingest(
             entries.append(FileEntry(rel, oid, key[0], mode))
             if oid not in known_oids:
                 unstored.append(i)
+            named += 1
         else:
             entries.append(None)
             todo.append(i)
-    del cached
+            named += hit is not None
+    # Paths the cache knows that are no longer here (rare: compared only then).
+    gone: set[str] = set()
+    if whole_folder and named < len(cached):
+        gone = set(cached).difference(f.abspath[cut:] for f in files)
 
     def store_known(i: int) -> int | None:
         """Store file ``i`` whose oid is known; the bytes added, None if it was stored."""
@@ -208,20 +216,22 @@ def ingest(
         progress.advance(n)
     progress.advance(len(files) - len(todo) - len(unstored))
 
-    if cache is not None and todo:
-        # Every file of this folder now (those just hashed unless changed too recently
-        # to trust their stat), so that the names of deleted files leave the cache.
+    if cache is not None and (todo or gone):
+        # The files just hashed, unless changed too recently to trust their stat (their
+        # old entries go), and the paths of files that are gone.
         now = time.time()
-        fresh = {i for i in todo if now - files[i].mtime <= _RACY_SECONDS}
+        fresh = [i for i in todo if now - files[i].mtime <= _RACY_SECONDS]
+        skip = set(fresh)
+        stale = [rel for i in fresh if (rel := files[i].abspath[cut:]) in cached]
         try:
             cache.update(
                 root or "/",
                 (
-                    (f.abspath[cut:], f.key, e.oid)
-                    for i, (f, e) in enumerate(zip(files, entries, strict=True))
-                    if e is not None and i not in fresh
+                    (files[i].abspath[cut:], files[i].key, entry.oid)
+                    for i in todo
+                    if i not in skip and (entry := entries[i]) is not None
                 ),
-                whole=True,
+                removed=[*gone, *stale],
             )
         except (sqlite3.Error, OSError) as e:  # the cache is only a shortcut
             log.warning("could not update the stat cache: %s", e)
@@ -273,7 +283,9 @@ def stage_folder(
     try:
         with blobs.batch() as batch:
             root = str(src.resolve() if src.is_dir() else src.resolve().parent)
-            result = ingest(scanned, batch, cache, known_oids, progress, root=root)
+            result = ingest(
+                scanned, batch, cache, known_oids, progress, root=root, whole_folder=src.is_dir()
+            )
             manifest_bytes = result.manifest.to_bytes()
             manifest_oid = hash_bytes(manifest_bytes)
             if manifest_oid == latest_hash:
