@@ -1,6 +1,7 @@
 """The quick CLI path (`modelcycle.cli.quick`): ``dataset status`` and ``dataset add`` of a
-folder without typer, SQLAlchemy, polars or pandas, writing and printing exactly what the
-ordinary CLI writes and prints, and stepping aside whenever it is not the plain case.
+folder without typer, SQLAlchemy, polars or pandas, and of a table file with polars but
+without typer or SQLAlchemy, writing and printing exactly what the ordinary CLI writes and
+prints, and stepping aside whenever it is not the plain case.
 
 Each command runs as a child process. ``QUICK`` runs the installed entry point and reports
 which heavy modules the process had imported when it exited; ``ORDINARY`` runs the typer
@@ -162,6 +163,55 @@ def test_quick_add_and_status_match_the_ordinary_cli(tmp_path: Path) -> None:
     assert fsck["ok"] and fsck["versions"] == 3
 
 
+TABLE_HEAVY = {"polars", "numpy"}  # what adding a table needs; nothing else of HEAVY
+
+
+def test_quick_table_add_matches_the_ordinary_cli(tmp_path: Path) -> None:
+    quick, ordinary = new_workspace(tmp_path / "quick"), new_workspace(tmp_path / "ordinary")
+    people = "id,age,email,city\n" + "".join(
+        f"{i},{'' if i % 7 == 0 else 20 + i % 50},user{i}@example.com,{'abc'[i % 3]}\n"
+        for i in range(300)
+    )
+    for root in (quick, ordinary):
+        (root / "people.csv").write_text(people)
+        (root / "more.tsv").write_text(people.replace(",", "\t") + "300\t33\tx@y.org\tb\n")
+        (root / "ragged.csv").write_text("id,age\n1,2\n3,4,5\n")
+
+    def both(*args: str, expect: int = 0) -> tuple[str, str]:
+        out_q, err_q, heavy_q = cli(QUICK, *args, cwd=quick, expect=expect)
+        out_o, err_o, heavy_o = cli(ORDINARY, *args, cwd=ordinary, expect=expect)
+        assert (out_q, err_q) == (out_o, err_o), args
+        assert "sqlalchemy" in heavy_o and "typer" in heavy_o  # the comparison is real
+        # An error is printed with the ordinary CLI's console.
+        assert set(heavy_q) <= TABLE_HEAVY | ({"rich"} if expect else set()), (args, heavy_q)
+        return out_q, err_q
+
+    out, _ = both("dataset", "add", "people", "people.csv", "-m", "first")
+    assert out.startswith("Added people@1 (") and ": 300 rows, " in out
+    again = json.loads(both("dataset", "add", "people", "people.csv", "--json")[0])
+    assert (again["ref"], again["created"], again["bytes_added"]) == ("people@1", False, 0)
+    out, _ = both("dataset", "add", "people", "more.tsv", "--format", "tsv", "--message", "2")
+    assert out.startswith("Added people@2 (") and ": 301 rows, " in out
+    # A file polars cannot read: the same error, reported once, and nothing stored.
+    blobs_before = sorted(p.name for p in (quick / ".modelcycle" / "blobs").rglob("*"))
+    _, err = both("dataset", "add", "people", "ragged.csv", expect=5)
+    assert "line 3 has 3 fields, the header 2" in err
+    assert sorted(p.name for p in (quick / ".modelcycle" / "blobs").rglob("*")) == blobs_before
+    assert not list((quick / ".modelcycle" / "tmp").iterdir()), "scratch files left behind"
+
+    assert rows(quick) == rows(ordinary)
+    versions = rows(quick)["dataset_versions"]
+    assert [(v["version"], v["kind"], v["num_rows"]) for v in versions] == [
+        (1, "table", 300),
+        (2, "table", 301),
+    ]
+    assert json.loads(versions[0]["profile"])["columns"]["email"]["pii"] == ["email"]
+    shown = json.loads(run_cli("dataset", "show", "people@1", "--json", cwd=quick).stdout)
+    assert shown["num_rows"] == 300 and shown["profile"]["columns"]["age"]["nulls"] == 43
+    fsck = json.loads(run_cli("fsck", "--json", cwd=quick).stdout)
+    assert fsck["ok"] and fsck["versions"] == 2
+
+
 def test_status_and_re_add_import_no_heavy_module(tmp_path: Path) -> None:
     ws = new_workspace(tmp_path / "ws")
     write_files(ws / "data", random_files(30))
@@ -179,7 +229,8 @@ def test_the_ordinary_cli_answers_what_the_quick_path_does_not(tmp_path: Path) -
     ws = new_workspace(tmp_path / "ws")
     write_files(ws / "data", random_files(5))
     (ws / "people.csv").write_text("id,age\n1,30\n2,40\n")
-    cli(QUICK, "dataset", "add", "people", "people.csv", cwd=ws)  # a table: ordinary
+    _, _, heavy = cli(QUICK, "dataset", "add", "people", "people.csv", cwd=ws)
+    assert "polars" in heavy and "sqlalchemy" not in heavy  # a table: the quick path
     _, err, heavy = cli(QUICK, "dataset", "add", "people", "data", cwd=ws, expect=4)
     assert "holds table versions" in err and "sqlalchemy" in heavy
     _, err, heavy = cli(QUICK, "dataset", "add", "bad name", "data", cwd=ws, expect=2)
@@ -191,7 +242,9 @@ def test_the_ordinary_cli_answers_what_the_quick_path_does_not(tmp_path: Path) -
     for args in (
         ("dataset", "add", "docs", "data", "--message=x"),  # a spelling left to click
         ("dataset", "add", "docs", "data", "-m", "a", "-m", "b"),
-        ("dataset", "add", "docs", "data", "--format", "csv"),
+        ("dataset", "add", "docs", "data", "--format", "csv"),  # a folder is no CSV
+        ("dataset", "add", "people", "people.csv", "--format", "excel"),
+        ("dataset", "add", "people", "people.csv", "--format", "csv", "--format", "tsv"),
         ("dataset", "status", "docs", "data", "extra"),
         ("dataset", "add", "docs", "--help"),
     ):

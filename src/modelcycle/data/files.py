@@ -17,12 +17,12 @@ from operator import itemgetter
 from pathlib import Path
 from typing import NamedTuple
 
-from modelcycle import __version__
 from modelcycle.blobs import BlobBatch, BlobStore
 from modelcycle.core.errors import InputDataError, NotFoundError
 from modelcycle.core.hashing import hash_bytes, hash_file
 from modelcycle.core.progress import NullProgress, Progress
 from modelcycle.core.statcache import Entry, StatCache, StatKey
+from modelcycle.data.formats import add_step
 from modelcycle.data.manifest import FileEntry, FileManifest
 
 log = logging.getLogger(__name__)
@@ -252,12 +252,7 @@ class StagedFolder:
     @property
     def step(self) -> dict[str, str]:
         """The version's ``step``: what made it."""
-        return {
-            "op": "add",
-            "source": str(self.source.resolve()),
-            "format": "files",
-            "library": f"modelcycle {__version__}",
-        }
+        return add_step(self.source, "files")
 
 
 def stage_folder(

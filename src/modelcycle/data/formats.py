@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from modelcycle import __version__
 from modelcycle.core.errors import UsageError
 
 TABLE_SUFFIXES = {
@@ -33,4 +34,15 @@ def detect_format(path: Path, explicit: str | None) -> str:
     return TABLE_SUFFIXES.get(path.suffix.lower(), "files")
 
 
-__all__ = ["FORMATS", "TABLE_SUFFIXES", "detect_format"]
+def add_step(src: Path, fmt: str, source: str | None = None) -> dict[str, str]:
+    """The ``step`` of a version made by adding ``src`` as ``fmt``: what made it.
+    ``source`` replaces the path when ``src`` is a scratch copy."""
+    return {
+        "op": "add",
+        "source": source or str(src.resolve()),
+        "format": fmt,
+        "library": f"modelcycle {__version__}",
+    }
+
+
+__all__ = ["FORMATS", "TABLE_SUFFIXES", "add_step", "detect_format"]

@@ -121,12 +121,14 @@ def profile_frame(lf: pl.LazyFrame) -> dict[str, Any]:
         width = (hi - lo) / HIST_BINS or 1.0
         value = pl.col(c).cast(pl.Float64)
         bin_idx = ((value - lo) / width).floor().clip(0, HIST_BINS - 1)
+        if not schema[c].is_integer():  # whole numbers are never NaN or inf
+            bin_idx = pl.when(value.is_finite()).then(bin_idx)
+        # Nulls, NaN and ±inf fall in no bin. Counting each bin with a comparison is
+        # about twice as fast as grouping by bin.
         queries.append(
-            # nulls, NaN and ±inf fall in no bin (whole numbers are never NaN or inf)
-            lf.filter(pl.col(c).is_not_null() if schema[c].is_integer() else value.is_finite())
-            .select(bin_idx.alias("bin"))
-            .group_by("bin")
-            .len()
+            lf.select(bin_idx.cast(pl.Int8).alias("bin")).select(
+                (pl.col("bin") == k).sum().alias(str(k)) for k in range(HIST_BINS)
+            )
         )
         keys.append(("hist", c))
     for c, dtype in schema.items():
@@ -151,12 +153,9 @@ def profile_frame(lf: pl.LazyFrame) -> dict[str, Any]:
         if kind == "hist":
             lo, hi = columns[c]["min"], columns[c]["max"]
             width = (hi - lo) / HIST_BINS or 1.0
-            counts = [0] * HIST_BINS
-            for b, n in df.iter_rows():
-                counts[int(b)] += int(n)
             columns[c]["histogram"] = {
                 "edges": [lo + i * width for i in range(HIST_BINS + 1)],
-                "counts": counts,
+                "counts": [int(n) for n in df.row(0)],
             }
         elif kind == "top":
             columns[c]["top"] = [{"value": _clean(v), "count": int(n)} for v, n in df.iter_rows()]

@@ -300,51 +300,35 @@ class DatasetService:
         progress: Progress,
         source: str | None = None,
     ) -> AddResult:
-        from modelcycle.data.tables import write_parquet
+        from modelcycle.data.formats import add_step
+        from modelcycle.data.tables import stage_table
 
         latest = self.latest(name)
         with self._scratch() as tmp:
-            progress.task(f"reading {src.name} ({fmt})")
-            part_path = tmp / "part-0.parquet"
-            schema, rows, frame = write_parquet(src, fmt, part_path)
-            progress.task("hashing")
-            size = part_path.stat().st_size
-            part = Part(hash_file(part_path, size), rows, size)
-            manifest = TableManifest(tuple(schema), (part,))
-            manifest_bytes = manifest.to_bytes()
-            manifest_oid = hash_bytes(manifest_bytes)
-            if latest is not None and latest.content_hash == manifest_oid:
-                return AddResult(latest, False, 0, size)
+            staged = stage_table(src, fmt, tmp / "part-0.parquet", progress)
+            part, manifest = staged.part, staged.manifest
+            if latest is not None and latest.content_hash == staged.manifest_oid:
+                return AddResult(latest, False, 0, part.size)
             progress.task("profiling")
-            if frame is not None:
-                from modelcycle.data.profile import profile_frame
-
-                profile = profile_frame(frame.lazy())
-                del frame
-            else:
-                profile = self._profile_paths([str(part_path)])
+            profile = staged.profile()
             added = not self.blobs.exists(part.oid)
             new = NewVersion(
                 dataset=name,
                 kind="table",
                 hash_algorithm=ALGORITHM,
-                content_hash=manifest_oid,
-                manifest_oid=manifest_oid,
-                size_bytes=size,
-                num_rows=rows,
+                content_hash=staged.manifest_oid,
+                manifest_oid=staged.manifest_oid,
+                size_bytes=part.size,
+                num_rows=part.rows,
                 schema=manifest.schema_list(),
                 profile=profile,
                 message=message,
-                step={
-                    "op": "add",
-                    "source": source or str(src.resolve()),
-                    "format": fmt,
-                    "library": f"modelcycle {__version__}",
-                },
+                step=add_step(src, fmt, source),
                 parents=[(latest.id, "previous")] if latest else [],
             )
             progress.task("storing")
-            version = self._create(new, manifest, [(part_path, part)])
+            version = self._create(new, manifest, [(staged.part_path, part)])
+        size = part.size
         return AddResult(
             version, True, size if added else 0, 0 if added else size, 1 if added else 0, 1
         )

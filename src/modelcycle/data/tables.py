@@ -7,13 +7,17 @@ than memory can be added.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from modelcycle.core.errors import InputDataError, UsageError
+from modelcycle.core.hashing import hash_bytes, hash_file
+from modelcycle.core.progress import Progress
 from modelcycle.data.formats import FORMATS
+from modelcycle.data.manifest import Part, TableManifest
 
 PARQUET_OPTIONS: dict[str, Any] = {
     "compression": "zstd",
@@ -67,6 +71,43 @@ def write_parquet(
         return schema, frame.height, frame
     rows = pl.scan_parquet(dest).select(pl.len()).collect().item()
     return schema, int(rows), None
+
+
+@dataclass
+class StagedTable:
+    """A table file converted to one Parquet part (`stage_table`), not stored yet."""
+
+    part_path: Path
+    part: Part
+    manifest: TableManifest
+    manifest_bytes: bytes
+    manifest_oid: str  # the version's content hash
+    frame: pl.DataFrame | None  # the table, when it was read into memory
+
+    def profile(self) -> dict[str, Any]:
+        """The column profile, from the copy in memory if there is one (then dropped)."""
+        from modelcycle.data.profile import profile_frame
+
+        frame, self.frame = self.frame, None
+        return profile_frame(
+            frame.lazy() if frame is not None else scan_parts([str(self.part_path)])
+        )
+
+
+def stage_table(src: Path, fmt: str, dest: Path, progress: Progress) -> StagedTable:
+    """Convert the table file ``src`` to the Parquet part ``dest`` and make its manifest.
+
+    The dataset service and the CLI's quick path both add tables through this, so that
+    equal files give equal parts and content hashes whichever path added them.
+    """
+    progress.task(f"reading {src.name} ({fmt})")
+    schema, rows, frame = write_parquet(src, fmt, dest)
+    progress.task("hashing")
+    size = dest.stat().st_size
+    part = Part(hash_file(dest, size), rows, size)
+    manifest = TableManifest(tuple(schema), (part,))
+    manifest_bytes = manifest.to_bytes()
+    return StagedTable(dest, part, manifest, manifest_bytes, hash_bytes(manifest_bytes), frame)
 
 
 def _read_in_memory(src: Path, fmt: str) -> pl.DataFrame:

@@ -1,9 +1,10 @@
-"""Recording a new file-dataset version through the standard library's sqlite3.
+"""Recording a new dataset version through the standard library's sqlite3.
 
 ``modelcycle dataset add NAME FOLDER`` is run again and again as a folder changes, and
 importing SQLAlchemy alone takes longer than re-adding a 20,000-file folder whose stat
-cache is warm. For the plain case (a SQLite store at HEAD_REVISION) the quick CLI path
-records the version here instead of through `MetadataStore.create_version`.
+cache is warm; adding a table pays the same half second. For the plain case (a SQLite
+store at HEAD_REVISION) the quick CLI path records the version here instead of through
+`MetadataStore.create_version`.
 
 It writes what ``create_version`` writes, in one transaction of the same shape (the
 dataset row on first use, the version, its parent, and the ``dataset.created`` /
@@ -29,17 +30,21 @@ class QuickWriteRefused(Exception):
     """The store is not in the state this module knows how to write; nothing was written."""
 
 
-class NewFilesVersion(NamedTuple):
-    """The fields of a file-dataset version that the caller decides."""
+class NewQuickVersion(NamedTuple):
+    """The fields of a version added from a file or folder that the caller decides."""
 
     dataset: str
+    kind: str  # "files" or "table"
     hash_algorithm: str
     content_hash: str
     size_bytes: int
-    num_files: int
     step: dict[str, Any]
     message: str | None
     parent_id: int | None  # the previous version (role "previous"), if any
+    num_files: int | None = None  # files
+    num_rows: int | None = None  # table
+    schema: list[dict[str, str]] | None = None  # table
+    profile: dict[str, Any] | None = None  # table
 
 
 class RecordedVersion(NamedTuple):
@@ -61,7 +66,7 @@ def _json(value: Any) -> str:
 
 
 def check_writable(db_path: Path) -> None:
-    """Raise `QuickWriteRefused` unless `record_files_version` can write this store (a
+    """Raise `QuickWriteRefused` unless `record_version` can write this store (a
     read-only look, so that a caller can step aside before doing any work)."""
     if not db_path.is_file():
         raise QuickWriteRefused(f"no SQLite store at {db_path}")
@@ -72,9 +77,9 @@ def check_writable(db_path: Path) -> None:
         conn.close()
 
 
-def record_files_version(db_path: Path, new: NewFilesVersion, *, actor: str) -> RecordedVersion:
-    """Insert a file-dataset version (creating its dataset on first use) with its
-    lineage and events, as `MetadataStore.create_version` does."""
+def record_version(db_path: Path, new: NewQuickVersion, *, actor: str) -> RecordedVersion:
+    """Insert a version (creating its dataset on first use) with its lineage and
+    events, as `MetadataStore.create_version` does."""
     if not db_path.is_file():
         raise QuickWriteRefused(f"no SQLite store at {db_path}")
     # The same connection set-up as modelcycle.store.engine, transactions included:
@@ -136,20 +141,20 @@ def _check_schema(conn: sqlite3.Connection) -> None:
             raise QuickWriteRefused(f"table {table} has columns {columns}, not {expected}")
 
 
-def _insert(conn: sqlite3.Connection, new: NewFilesVersion, actor: str) -> RecordedVersion:
+def _insert(conn: sqlite3.Connection, new: NewQuickVersion, actor: str) -> RecordedVersion:
     _check_schema(conn)
     now = _stored_time(dt.datetime.now(dt.UTC))
     row = conn.execute("SELECT id, kind FROM datasets WHERE name = ?", (new.dataset,)).fetchone()
     if row is None:
         cursor = conn.execute(
             "INSERT INTO datasets (name, kind, created_at, created_by) VALUES (?, ?, ?, ?)",
-            (new.dataset, "files", now, actor),
+            (new.dataset, new.kind, now, actor),
         )
         dataset_id = cursor.lastrowid
-        _event(conn, actor, "dataset.created", new.dataset, {"kind": "files"})
+        _event(conn, actor, "dataset.created", new.dataset, {"kind": new.kind})
     else:
         dataset_id, kind = row
-        if kind != "files":
+        if kind != new.kind:
             # The ordinary path raises the ConflictError that explains this.
             raise QuickWriteRefused(f"dataset {new.dataset!r} holds {kind} versions")
     (number,) = conn.execute(
@@ -164,15 +169,15 @@ def _insert(conn: sqlite3.Connection, new: NewFilesVersion, actor: str) -> Recor
         (
             dataset_id,
             number,
-            "files",
+            new.kind,
             new.hash_algorithm,
             new.content_hash,
             new.content_hash,  # a manifest's oid is the version's content hash
-            None,
+            new.num_rows,
             new.num_files,
             new.size_bytes,
-            _json(None),
-            _json(None),
+            _json(new.schema),
+            _json(new.profile),
             _json(new.step),
             None,
             new.message,
