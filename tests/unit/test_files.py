@@ -254,6 +254,30 @@ def test_the_stat_cache_forgets_deleted_files_but_not_the_folder_of_one_file(
         cache.close()
 
 
+def test_the_stat_cache_is_left_alone_when_the_root_does_not_hold_the_files(
+    tmp_path: Path,
+) -> None:
+    """As when a symbolic link on the way to the folder changes between scan and ingest."""
+    src = tmp_path / "src"
+    write_tree(src, {"a.txt": b"alpha"})
+    os.utime(src / "a.txt", (OLD, OLD))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    cache = StatCache(tmp_path / "state" / "stat.db")
+    store = LocalBlobStore(tmp_path / "blobs")
+    try:
+        cache.update(str(elsewhere.resolve()), [("c.txt", (1, 1, 1), "hc")])
+        with store.batch() as batch:
+            result = ingest(
+                scan(src), batch, cache, set(), workers=1, root=str(elsewhere.resolve())
+            )
+        assert result.files_hashed == 1
+        assert result.manifest.by_path()["a.txt"].oid == hash_bytes(b"alpha")
+        assert cache.load(str(elsewhere.resolve())) == {"c.txt": ((1, 1, 1), "hc")}
+    finally:
+        cache.close()
+
+
 # ---------------------------------------------------------------- what the stat cache may skip
 
 

@@ -275,8 +275,8 @@ class Filled:
     def __call__(
         self, scope: Scope, owners: Owners, target: Callable[..., Any], bound: Any
     ) -> list[Any]:
-        args = bound.arguments
-        limit = int(args.get("limit", _default(target, "limit")))
+        args, parameters = bound.arguments, bound.signature.parameters
+        limit = int(args.get("limit", parameters["limit"].default))
         skip = int(args.get("offset", 0) or 0)
         if limit < 1 or skip < 0:
             raise UsageError(
@@ -287,7 +287,7 @@ class Filled:
         asked = min(max(2 * want, 100), MAX_SCAN)
         while True:
             args["limit"] = asked
-            if "offset" in args or "offset" in inspect.signature(target).parameters:
+            if "offset" in parameters:
                 args["offset"] = 0
             found = target(*bound.args, **bound.kwargs)
             newest_first = found[::-1] if self.newest_last else found
@@ -297,10 +297,6 @@ class Filled:
             asked = min(asked * 4, MAX_SCAN)
         page = kept[skip:want]
         return page[::-1] if self.newest_last else page
-
-
-def _default(target: Callable[..., Any], param: str) -> Any:
-    return inspect.signature(target).parameters[param].default
 
 
 def oldest_first(owner: Callable[[Owners, Any], str | None]) -> Filled:
@@ -520,6 +516,7 @@ class Guarded:
     def _wrap(self, method: str, target: Callable[..., Any]) -> Callable[..., Any]:
         rule = RULES.get(self._name, {}).get(method)
         store_name, shared, store = self._name, self._owners, self._target
+        signature = inspect.signature(target)
 
         @functools.wraps(target)
         def call(*args: Any, **kwargs: Any) -> Any:
@@ -533,7 +530,7 @@ class Guarded:
                     f"is closed to such tokens ({why})",
                     hint="use a token without --project for this",
                 )
-            bound = inspect.signature(target).bind(*args, **kwargs)
+            bound = signature.bind(*args, **kwargs)
             _materialize(bound)
             owners = shared.remembering()
             if rule.prepare is not None:

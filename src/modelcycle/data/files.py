@@ -128,6 +128,11 @@ def ingest(
     # The cache is keyed by paths relative to ``root``: the files' own relative paths
     # when ``root`` is the folder they were scanned from (the usual case).
     cut = len(root) + 1
+    if cache is not None and not all(f.abspath.startswith(root + "/") for f in files):
+        # ``root`` no longer holds the files (a symbolic link on the way was changed
+        # between the scan and now): keys cut from their paths would be wrong.
+        log.warning("%s moved while it was being added; hashing every file", root)
+        cache = None
     cached = cache.load(root or "/") if cache and files else {}
     # One pass makes the entry of every file whose stat the cache knows; the entries of
     # the others are made once they are hashed.
@@ -271,15 +276,18 @@ def stage_folder(
     records the version afterwards, so a crash in between leaves only unreferenced blobs.
     """
     progress.task(f"scanning {src}")
-    scanned = scan(src)
+    # Resolved once: the stat cache's keys are cut from paths under this folder.
+    resolved = src.resolve()
+    is_dir = resolved.is_dir()
+    scanned = scan(resolved if is_dir else src)  # a link to a file keeps its own name
     if not scanned:
         raise InputDataError(f"{src} holds no files", hint="add a folder with at least one file")
     cache = StatCache(cache_path)
     try:
         with blobs.batch() as batch:
-            root = str(src.resolve() if src.is_dir() else src.resolve().parent)
+            root = str(resolved if is_dir else resolved.parent)
             result = ingest(
-                scanned, batch, cache, known_oids, progress, root=root, whole_folder=src.is_dir()
+                scanned, batch, cache, known_oids, progress, root=root, whole_folder=is_dir
             )
             manifest_bytes = result.manifest.to_bytes()
             manifest_oid = hash_bytes(manifest_bytes)

@@ -312,11 +312,14 @@ def rpc_router(ws: Callable[[], Workspace]) -> APIRouter:
                 f"store {store!r} has no method {method!r} that answers remotely",
                 hint=f"methods: {', '.join(sorted(METHODS[store]))}",
             )
+        if isinstance(role, str):  # before decoding what a refused call sent
+            TokenService.authorize(token, role)
         target = getattr(ws().stores[store], method)
         args = codec.decode(body.args)
         kwargs = codec.decode(body.kwargs)
         bound = _bind(store, method, target, args, kwargs)
-        TokenService.authorize(token, role if isinstance(role, str) else role(bound))
+        if not isinstance(role, str):
+            TokenService.authorize(token, role(bound))
         rpc_guards.check(ws(), store, method, token, bound)
         try:
             result = target(*bound.args, **bound.kwargs)
