@@ -220,19 +220,20 @@ def test_drift_retrain_canary_promote_then_a_slow_candidate_is_rolled_back(
                 schedule="1s",
                 window="1h",
             )
+            canary: dict[str, Any] = {
+                "weight": 25,
+                "min_requests": 60,
+                "interval": "1s",
+                "max_duration": "3m",
+                "p99_factor": 3.0,
+                "max_failed_checks": 2,
+                "metrics_url": model_server.url + "/metrics",
+            }
             policy = {
                 "trigger": {"monitors": ["watch"]},
                 "retrain": {"train": "train.yaml", "feedback": True, "feedback_window": "1h"},
                 "evaluate": {"data": "churn-test@1", "gate": "gate.yaml"},
-                "canary": {
-                    "weight": 25,
-                    "min_requests": 60,
-                    "interval": "1s",
-                    "max_duration": "3m",
-                    "p99_factor": 3.0,
-                    "max_failed_checks": 2,
-                    "metrics_url": model_server.url + "/metrics",
-                },
+                "canary": canary,
                 "min_interval": "1s",
             }
             ws.maintenance.set_policy("churn-live", policy)
@@ -256,10 +257,15 @@ def test_drift_retrain_canary_promote_then_a_slow_candidate_is_rolled_back(
             # Branch 2: a slow candidate, started by hand, fails its canary.
             with mc.Workspace.open(root) as ws:
                 assert ws.models.resolve("churn@champion").version == 2
-                ws.maintenance.set_policy(
-                    "churn-live",
-                    {**policy, "retrain": {"train": "train-slow.yaml", "feedback": False}},
-                )
+                # Far more requests than it could serve before the checks decide: on a
+                # busy machine one latency check may pass (the champion's p99 over a
+                # second's requests jumps too), and 60 requests were then enough to promote.
+                slow_policy = {
+                    **policy,
+                    "retrain": {"train": "train-slow.yaml", "feedback": False},
+                    "canary": {**canary, "min_requests": 1000},
+                }
+                ws.maintenance.set_policy("churn-live", slow_policy)
                 started_run = ws.maintenance.start("churn-live")
                 assert started_run.phase == "canary", (started_run.reason, started_run.steps)
                 assert started_run.candidate == "churn@3"

@@ -215,3 +215,14 @@ def test_detect_phone_numbers() -> None:
 def test_detect_nothing() -> None:
     assert detect_pii([]) == []
     assert detect_pii(["Oslo", "Rome"]) == []
+
+
+def test_a_range_wider_than_the_largest_float_still_gets_a_histogram() -> None:
+    import json
+
+    profile = profile_frame(pl.DataFrame({"x": [-1.7e308, 0.0, 1.7e308, None]}).lazy())
+    hist = profile["columns"]["x"]["histogram"]
+    assert hist["counts"] == [1] + [0] * 9 + [1] + [0] * 8 + [1]
+    assert hist["edges"][0] == -1.7e308 and hist["edges"][-1] == pytest.approx(1.7e308)
+    assert all(a < b for a, b in zip(hist["edges"], hist["edges"][1:], strict=False))
+    json.dumps(profile, allow_nan=False)  # no inf or NaN left to store

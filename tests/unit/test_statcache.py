@@ -157,3 +157,33 @@ def test_a_damaged_change_row_costs_only_its_entries(tmp_path: Path) -> None:
         assert len(loaded) == 100
     finally:
         cache.close()
+
+
+def test_change_rows_apply_only_to_the_row_they_were_written_over(tmp_path: Path) -> None:
+    """A directory row rewritten without them (as earlier releases, which know nothing of
+    change rows, do) is not overridden by stale changes."""
+    import marshal
+
+    from modelcycle.core.hashing import hash_bytes
+
+    path = tmp_path / "stat.db"
+    cache = StatCache(path)
+    cache.update("/data", [(f"f{i}", (i, i, i), f"h{i}") for i in range(100)])
+    cache.update("/data", [("f1", (1, 1, 2), "h1-v2")])
+    assert cache.load("/data")["f1"] == ((1, 1, 2), "h1-v2")
+    cache.close()
+    rewritten = {f"f{i}": ((i, i, i), f"h{i}") for i in range(100)}
+    rewritten["f1"] = ((1, 1, 3), "h1-v3")
+    blob = marshal.dumps(rewritten)
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE dirs SET checksum = ?, entries = ?", (hash_bytes(blob), blob))
+    conn.commit()
+    conn.close()
+    cache = StatCache(path)
+    try:
+        assert cache.load("/data")["f1"] == ((1, 1, 3), "h1-v3")
+        cache.update("/data", [("f2", (2, 2, 9), "h2-v2")])
+        loaded = cache.load("/data")
+        assert (loaded["f1"], loaded["f2"]) == (((1, 1, 3), "h1-v3"), ((2, 2, 9), "h2-v2"))
+    finally:
+        cache.close()

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from modelcycle import __version__
@@ -29,14 +28,14 @@ from modelcycle.cli import train as train_cli
 from modelcycle.cli.context import open_workspace
 from modelcycle.cli.output import (
     console,
-    err_console,
     human_bytes,
     print_json,
     progress,
     table,
     when,
 )
-from modelcycle.core.errors import ModelcycleError, NotFoundError, UsageError, exit_code
+from modelcycle.cli.running import run_app
+from modelcycle.core.errors import NotFoundError, UsageError
 
 app = typer.Typer(
     name="modelcycle",
@@ -298,26 +297,7 @@ def quickstart(
 
 
 def main() -> None:
-    try:
-        app(prog_name="modelcycle", standalone_mode=False)
-    except ModelcycleError as e:
-        err_console.print(f"error: {e.message}", markup=False)
-        if e.hint:
-            err_console.print(f"  hint: {e.hint}", markup=False)
-        sys.exit(exit_code(e))
-    except click.exceptions.Exit as e:
-        sys.exit(e.exit_code)
-    except click.exceptions.Abort:
-        err_console.print("aborted")
-        sys.exit(130)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        err_console.print(
-            "interrupted; nothing half-written is visible (run `modelcycle gc` to tidy)"
-        )
-        sys.exit(130)
+    run_app(app, "modelcycle")
 
 
 if __name__ == "__main__":

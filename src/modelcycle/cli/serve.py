@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
-from modelcycle.cli.output import err_console
-from modelcycle.core.errors import ModelcycleError, exit_code
+from modelcycle.cli.running import run_app
 
 RefsArg = Annotated[
     list[str] | None,
@@ -102,17 +99,4 @@ def main() -> None:
     """``python -m modelcycle.serving``: `serve` alone, with the CLI's error handling."""
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
     app.command()(serve)
-    try:
-        app(prog_name="modelcycle serve", standalone_mode=False)
-    except ModelcycleError as e:
-        err_console.print(f"error: {e.message}", markup=False)
-        if e.hint:
-            err_console.print(f"  hint: {e.hint}", markup=False)
-        sys.exit(exit_code(e))
-    except click.exceptions.Exit as e:
-        sys.exit(e.exit_code)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    run_app(app, "modelcycle serve", interrupted=None)

@@ -51,10 +51,7 @@ class StatCache:
             "CREATE TABLE IF NOT EXISTS dirs (path TEXT PRIMARY KEY, format INTEGER, "
             "checksum TEXT, entries BLOB)"
         )
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS dir_changes (path TEXT, seq INTEGER, format INTEGER, "
-            "checksum TEXT, entries BLOB, PRIMARY KEY (path, seq))"
-        )
+        self._create_change_table()
         self._drop_per_file_table()
 
     def _use_wal(self) -> None:
@@ -80,6 +77,18 @@ class StatCache:
                     return
                 time.sleep(0.01)
 
+    def _create_change_table(self) -> None:
+        """Change rows name the checksum of the directory row they apply to (``base``): a
+        row rewritten since (by the fold of another process, or by an earlier release
+        that knows nothing of change rows) leaves them unused."""
+        columns = [r[1] for r in self._db.execute("PRAGMA table_info(dir_changes)")]
+        if columns and "base" not in columns:
+            self._db.execute("DROP TABLE IF EXISTS dir_changes")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS dir_changes (path TEXT, seq INTEGER, base TEXT, "
+            "format INTEGER, checksum TEXT, entries BLOB, PRIMARY KEY (path, seq))"
+        )
+
     def _drop_per_file_table(self) -> None:
         """Free the space of the earlier layout (one row per file), which nothing reads."""
         found = self._db.execute(
@@ -95,15 +104,22 @@ class StatCache:
         prefix = folder if folder == "/" else folder + "/"
         where = "WHERE path = ? OR (path >= ? AND path < ?)"
         bounds = (folder, prefix, prefix[:-1] + "0")  # "0" sorts right after "/"
-        rows = self._db.execute(
-            f"SELECT path, format, checksum, entries FROM dirs {where}", bounds
-        ).fetchall()
-        changes = self._db.execute(
-            f"SELECT path, format, checksum, entries FROM dir_changes {where} ORDER BY path, seq",
-            bounds,
-        ).fetchall()
+        self._db.execute("BEGIN")  # one snapshot for both reads
+        try:
+            rows = self._db.execute(
+                f"SELECT path, format, checksum, entries FROM dirs {where}", bounds
+            ).fetchall()
+            changes = self._db.execute(
+                f"SELECT path, base, format, checksum, entries FROM dir_changes {where} "
+                "ORDER BY path, seq",
+                bounds,
+            ).fetchall()
+        finally:
+            self._db.execute("COMMIT")
         out: dict[str, Entry] = {}
+        bases: dict[str, object] = {}
         for path, fmt, checksum, blob in rows:
+            bases[path] = checksum
             entries = _decode(fmt, checksum, blob)
             if path == folder:
                 if not out:
@@ -113,7 +129,9 @@ class StatCache:
             elif path.startswith(prefix):
                 sub = path[len(prefix) :] + "/"
                 out.update({sub + name: entry for name, entry in entries.items()})
-        for path, fmt, checksum, blob in changes:
+        for path, base, fmt, checksum, blob in changes:
+            if path not in bases or base != bases[path]:
+                continue  # not written over this row of the directory (or another one's)
             if path != folder and not path.startswith(prefix):
                 continue
             sub = "" if path == folder else path[len(prefix) :] + "/"
@@ -154,24 +172,26 @@ class StatCache:
 
     def _record(self, directory: str, new: dict[str, Entry | None]) -> None:
         """Add a change row for ``directory``, or fold its changes into its row."""
-        base_size, n_changes, changes_size, last_seq = self._db.execute(
-            "SELECT (SELECT length(entries) FROM dirs WHERE path = ?), count(*), "
-            "coalesce(sum(length(entries)), 0), coalesce(max(seq), 0) "
+        base = self._db.execute(
+            "SELECT checksum, length(entries) FROM dirs WHERE path = ?", (directory,)
+        ).fetchone()
+        n_changes, changes_size, last_seq = self._db.execute(
+            "SELECT count(*), coalesce(sum(length(entries)), 0), coalesce(max(seq), 0) "
             "FROM dir_changes WHERE path = ?",
-            (directory, directory),
+            (directory,),
         ).fetchone()
         blob = marshal.dumps(new)
         if (
-            base_size is not None
+            base is not None
             and n_changes < _MAX_CHANGE_ROWS
-            and changes_size + len(blob) <= base_size // 4
+            and changes_size + len(blob) <= base[1] // 4
         ):
             self._db.execute(
-                "INSERT INTO dir_changes VALUES (?, ?, ?, ?, ?)",
-                (directory, last_seq + 1, _FORMAT, hash_bytes(blob), blob),
+                "INSERT INTO dir_changes VALUES (?, ?, ?, ?, ?, ?)",
+                (directory, last_seq + 1, base[0], _FORMAT, hash_bytes(blob), blob),
             )
             return
-        merged = self._load_dir(directory) if base_size is not None else {}
+        merged = self._load_dir(directory) if base is not None else {}
         for name, entry in new.items():
             if entry is None:
                 merged.pop(name, None)
@@ -189,10 +209,13 @@ class StatCache:
         row = self._db.execute(
             "SELECT format, checksum, entries FROM dirs WHERE path = ?", (directory,)
         ).fetchone()
-        out = _decode(*row) if row is not None else {}
+        if row is None:
+            return {}
+        out = _decode(*row)
         for fmt, checksum, blob in self._db.execute(
-            "SELECT format, checksum, entries FROM dir_changes WHERE path = ? ORDER BY seq",
-            (directory,),
+            "SELECT format, checksum, entries FROM dir_changes WHERE path = ? AND base = ? "
+            "ORDER BY seq",
+            (directory, row[1]),
         ):
             for name, entry in _decode(fmt, checksum, blob).items():
                 if entry is None:

@@ -118,9 +118,16 @@ def profile_frame(lf: pl.LazyFrame) -> dict[str, Any]:
         lo, hi = columns[c]["min"], columns[c]["max"]
         if lo is None or hi is None:
             continue
-        width = (hi - lo) / HIST_BINS or 1.0
+        width = _bin_width(lo, hi)
         value = pl.col(c).cast(pl.Float64)
-        bin_idx = ((value - lo) / width).floor().clip(0, HIST_BINS - 1)
+        # (value - lo) / width, computed so that it cannot overflow when the range is
+        # wider than the largest float (which only happens near ±1.8e308)
+        offset = (
+            value - lo
+            if math.isfinite(hi - lo)
+            else (value / HIST_BINS - lo / HIST_BINS) * HIST_BINS
+        )
+        bin_idx = (offset / width).floor().clip(0, HIST_BINS - 1)
         if not schema[c].is_integer():  # whole numbers are never NaN or inf
             bin_idx = pl.when(value.is_finite()).then(bin_idx)
         # Nulls, NaN and ±inf fall in no bin. Counting each bin with a comparison is
@@ -152,9 +159,9 @@ def profile_frame(lf: pl.LazyFrame) -> dict[str, Any]:
     for (kind, c), df in zip(keys, results, strict=True):
         if kind == "hist":
             lo, hi = columns[c]["min"], columns[c]["max"]
-            width = (hi - lo) / HIST_BINS or 1.0
+            width = _bin_width(lo, hi)
             columns[c]["histogram"] = {
-                "edges": [lo + i * width for i in range(HIST_BINS + 1)],
+                "edges": _edges(lo, hi, width),
                 "counts": [int(n) for n in df.row(0)],
             }
         elif kind == "top":
@@ -167,6 +174,22 @@ def profile_frame(lf: pl.LazyFrame) -> dict[str, Any]:
 
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+def _bin_width(lo: float, hi: float) -> float:
+    """The width of each of the HIST_BINS bins from ``lo`` to ``hi`` (1 when they are
+    equal; finite even when ``hi - lo`` overflows)."""
+    width = (hi - lo) / HIST_BINS
+    if not math.isfinite(width):
+        width = hi / HIST_BINS - lo / HIST_BINS
+    return width or 1.0
+
+
+def _edges(lo: float, hi: float, width: float) -> list[float]:
+    if math.isfinite(hi - lo):
+        return [lo + i * width for i in range(HIST_BINS + 1)]
+    step = width / HIST_BINS  # scaled down so that no sum overflows
+    return [(lo / HIST_BINS + i * step) * HIST_BINS for i in range(HIST_BINS + 1)]
 
 
 def _moments(col: pl.Expr, name: str, *, cast: bool = True) -> list[pl.Expr]:
