@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from modelcycle.data.files import FileChanges
     from modelcycle.store.quickread import DatasetHead
 
-# What the ordinary CLI prints when a command is interrupted (modelcycle.cli.main).
+# What the ordinary CLI prints when a command is interrupted (modelcycle.cli.running).
 _INTERRUPTED = "interrupted; nothing half-written is visible (run `modelcycle gc` to tidy)"
 # Table formats added here; the others (JSON arrays, Excel) take the ordinary path.
 _TABLE_FORMATS = ("csv", "tsv", "parquet", "jsonl")
