@@ -295,6 +295,19 @@ def _fraud_only() -> Any:
     return limited_to(Scope("fraud-ci", ("fraud-*",)))
 
 
+def _fraud_monitor(monitors: Any, name: str, spec: dict[str, Any], now: Any) -> Any:
+    """A monitor of the fraud deployment, created through the (maybe guarded) store."""
+    return monitors.create(
+        name=name,
+        deployment="fraud-api",
+        reference="fraud-tx@1",
+        spec=spec,
+        schedule_seconds=60.0,
+        window_seconds=60.0,
+        next_run_at=now,
+    )
+
+
 def _add_result(store: Any, monitor: Any, changes: Any, breaches: list[str] | None = None) -> Any:
     """A monitor result at this moment, with ``changes`` to its alerts."""
     import datetime as dt
@@ -383,32 +396,20 @@ def test_records_sent_whole_are_judged_by_their_ids_and_their_names(
                 result_oid="0" * 64,
                 seconds=0.0,
             ),
-            "a monitor writing a file on the server": lambda: stores["monitors"].create(
-                name="fraud-watch",
-                deployment="fraud-api",
-                reference="fraud-tx@1",
-                spec={"channels": [{"type": "file", "path": "modelcycle.toml"}]},
-                schedule_seconds=60.0,
-                window_seconds=60.0,
-                next_run_at=now,
+            "a monitor writing a file on the server": lambda: _fraud_monitor(
+                stores["monitors"],
+                "fraud-watch",
+                {"channels": [{"type": "file", "path": "modelcycle.toml"}]},
+                now,
             ),
-            "a monitor fetching a URL": lambda: stores["monitors"].create(
-                name="fraud-watch",
-                deployment="fraud-api",
-                reference="fraud-tx@1",
-                spec={"channels": [], "options": {"metrics_url": "http://10.0.0.1/"}},
-                schedule_seconds=60.0,
-                window_seconds=60.0,
-                next_run_at=now,
+            "a monitor fetching a URL": lambda: _fraud_monitor(
+                stores["monitors"],
+                "fraud-watch",
+                {"channels": [], "options": {"metrics_url": "http://10.0.0.1/"}},
+                now,
             ),
-            "a monitor created under a churn name": lambda: stores["monitors"].create(
-                name="churn-watch",
-                deployment="fraud-api",
-                reference="fraud-tx@1",
-                spec={"channels": []},
-                schedule_seconds=60.0,
-                window_seconds=60.0,
-                next_run_at=now,
+            "a monitor created under a churn name": lambda: _fraud_monitor(
+                stores["monitors"], "churn-watch", {"channels": []}, now
             ),
             "start maintenance": lambda: stores["maintenance"].start(
                 deployment="fraud-api",
@@ -439,14 +440,11 @@ def test_records_sent_whole_are_judged_by_their_ids_and_their_names(
 
     # Without channels or a metrics URL, a project token's monitor is its own.
     with _fraud_only():
-        stores["monitors"].create(
-            name="fraud-quiet",
-            deployment="fraud-api",
-            reference="fraud-tx@1",
-            spec={"channels": [], "options": {"metrics_url": None}},
-            schedule_seconds=60.0,
-            window_seconds=60.0,
-            next_run_at=now,
+        _fraud_monitor(
+            stores["monitors"],
+            "fraud-quiet",
+            {"channels": [], "options": {"metrics_url": None}},
+            now,
         )
         stores["monitors"].delete("fraud-quiet")
         with pytest.raises(mc.UsageError, match="limit counts from 1"):
@@ -490,15 +488,7 @@ def test_a_policy_starts_only_on_its_own_deployments_alerts(
         },
     )
     now = dt.datetime.now(dt.UTC)
-    namesake = ws.stores["monitors"].create(
-        name="shared-watch",
-        deployment="fraud-api",
-        reference="fraud-tx@1",
-        spec={"channels": []},
-        schedule_seconds=60.0,
-        window_seconds=60.0,
-        next_run_at=now,
-    )
+    namesake = _fraud_monitor(ws.stores["monitors"], "shared-watch", {"channels": []}, now)
     breach = NewAlert("rows >= 0", "rows", ">=", 0.0, 1.0, "warning", "rows")
     _add_result(ws.stores["monitors"], namesake, AlertChanges(fire=[breach]), ["rows >= 0"])
     (policy,) = ws.stores["maintenance"].policies()

@@ -41,6 +41,9 @@ class Rule:
     # For a method that answers at most ``limit`` records: makes the call itself,
     # reading further until ``limit`` records in scope are found (`Filled`).
     fill: Filled | None = None
+    # What several arguments reach together, as (what it is, how to find it): a name
+    # that must be in scope (None: outside every project, so refused).
+    joint: tuple[str, Callable[[Owners, inspect.BoundArguments], str | None]] | None = None
 
 
 # -- what arguments reach ------------------------------------------------------------------
@@ -249,6 +252,12 @@ def event_of(owners: Owners, event: Any) -> str | None:
     return event_subject(owners, event.kind, event.subject)
 
 
+def recorded_event(owners: Owners, bound: inspect.BoundArguments) -> str | None:
+    """The name an event about to be recorded is about (its kind says how to read its
+    subject)."""
+    return event_subject(owners, str(bound.arguments["kind"]), str(bound.arguments["subject"]))
+
+
 def experiments_in_scope(scope: Scope, store: Any, bound: inspect.BoundArguments) -> None:
     """``experiment_ids=None`` (every experiment) becomes the experiments in scope."""
     if bound.arguments.get("experiment_ids") is None:
@@ -344,8 +353,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "set_tag": _rule({"version": record("dataset_version", "dataset")}),
         "remove_tag": _rule({"dataset_id": DATASET, "dataset": name}),
         "delete_versions": _rule({"versions": records("dataset_version", "dataset")}),
-        # record_event: its subject is checked against its kind in `_check`.
-        "record_event": _rule(),
+        "record_event": Rule(joint=("event subject", recorded_event)),
     },
     "runs": {
         **_each(
@@ -357,6 +365,15 @@ RULES: dict[str, dict[str, Rule]] = {
         "key_values": _rule({"run_ids": RUNS}),
         "latest_metrics": _rule({"run_ids": RUNS}),
         "runs_by_prefix": _rule(result=RUNS_SHOWN),
+        "search": Rule(
+            args={"parent_id": RUN, "experiment_ids": by_ids("experiment")},
+            result=RUNS_SHOWN,
+            prepare=experiments_in_scope,
+        ),
+        "search_table": Rule(
+            args={"parent_id": RUN, "experiment_ids": by_ids("experiment")},
+            prepare=experiments_in_scope,
+        ),
         "runs_reading": _rule({"version_id": VERSION}, keep_if(run_of)),
         "experiment_id": _rule({"name": name}),
         "add_artifacts": _rule({"run_id": RUN}),
@@ -456,15 +473,6 @@ RULES: dict[str, dict[str, Rule]] = {
     },
     "tokens": {},
 }
-RULES["runs"]["search"] = Rule(
-    args={"parent_id": RUN, "experiment_ids": by_ids("experiment")},
-    result=RUNS_SHOWN,
-    prepare=experiments_in_scope,
-)
-RULES["runs"]["search_table"] = Rule(
-    args={"parent_id": RUN, "experiment_ids": by_ids("experiment")},
-    prepare=experiments_in_scope,
-)
 
 # Public store methods closed to scoped tokens on purpose, and why.
 CLOSED: dict[str, dict[str, str]] = {
@@ -535,7 +543,7 @@ class Guarded:
             owners = shared.remembering()
             if rule.prepare is not None:
                 rule.prepare(scope, store, bound)
-            _check(scope, owners, store_name, method, rule, bound)
+            _check(scope, owners, rule, bound)
             if rule.fill is not None:
                 return rule.fill(scope, owners, target, bound)
             result = target(*bound.args, **bound.kwargs)
@@ -551,14 +559,7 @@ def _materialize(bound: inspect.BoundArguments) -> None:
             bound.arguments[key_] = list(value)
 
 
-def _check(
-    scope: Scope,
-    owners: Owners,
-    store_name: str,
-    method: str,
-    rule: Rule,
-    bound: inspect.BoundArguments,
-) -> None:
+def _check(scope: Scope, owners: Owners, rule: Rule, bound: inspect.BoundArguments) -> None:
     reached: list[str | None] = []
     for param, reach in rule.args.items():
         value = bound.arguments.get(param)
@@ -567,9 +568,9 @@ def _check(
     for found in reached:
         if found is not None:
             scope.require(found)
-    if (store_name, method) == ("metadata", "record_event"):
-        kind, subject = bound.arguments["kind"], bound.arguments["subject"]
-        scope.require(event_subject(owners, str(kind), str(subject)), "event subject")
+    if rule.joint is not None:
+        what, reach_joint = rule.joint
+        scope.require(reach_joint(owners, bound), what)
 
 
 def guard_stores(stores: Mapping[str, Any], owners: Owners) -> dict[str, Any]:

@@ -207,11 +207,13 @@ class Workspace:
         return workspace
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str] | None = None) -> Workspace:
+    def open(
+        cls, path: str | os.PathLike[str] | None = None, *, guarded: bool = False
+    ) -> Workspace:
         """Open the workspace at ``path``. With no path: MODELCYCLE_WORKSPACE; else, when
         MODELCYCLE_URL names a server, that server (with MODELCYCLE_TOKEN, see
         `connect`); else the nearest folder at or above the current one that holds
-        ``modelcycle.toml``."""
+        ``modelcycle.toml``. ``guarded``: see `Workspace` (a local workspace only)."""
         if path is None and not os.environ.get(ENV_WORKSPACE) and os.environ.get(ENV_URL):
             return cls.connect(
                 os.environ[ENV_URL],
@@ -219,7 +221,7 @@ class Workspace:
                 cache=os.environ.get(ENV_CACHE) or None,
             )
         root = Path(path).expanduser().resolve() if path is not None else find_workspace_root()
-        return cls(WorkspaceConfig.load(root))
+        return cls(WorkspaceConfig.load(root), guarded=guarded)
 
     @classmethod
     def connect(

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from modelcycle.core.config import WorkspaceConfig
     from modelcycle.core.progress import Progress
     from modelcycle.data.files import FileChanges
-    from modelcycle.store.quickread import DatasetHead
+    from modelcycle.store.quickread import DatasetHead, LatestVersion
 
 # What the ordinary CLI prints when a command is interrupted (modelcycle.cli.running).
 _INTERRUPTED = "interrupted; nothing half-written is visible (run `modelcycle gc` to tidy)"
@@ -237,6 +237,22 @@ class _Added(NamedTuple):
     files_added: int
     files_hashed: int
 
+    @classmethod
+    def unchanged(cls, latest: LatestVersion, counted: str, size: int, files_hashed: int) -> _Added:
+        """Content equal to ``latest``: nothing new was recorded or stored."""
+        return cls(
+            ref=latest.ref,
+            version=latest.version,
+            content_hash=latest.content_hash,
+            created=False,
+            counted=counted,
+            size_bytes=size,
+            bytes_added=0,
+            bytes_deduplicated=size,
+            files_added=0,
+            files_hashed=files_hashed,
+        )
+
     def to_dict(self) -> dict[str, object]:
         return {
             "ref": self.ref,
@@ -304,18 +320,7 @@ def _add_folder(args: _Args, src: Path, local: _Local) -> _Added:
     counted = f"{len(result.manifest.files)} files"
     if staged.unchanged:
         assert latest is not None
-        return _Added(
-            ref=latest.ref,
-            version=latest.version,
-            content_hash=latest.content_hash,
-            created=False,
-            counted=counted,
-            size_bytes=size,
-            bytes_added=0,
-            bytes_deduplicated=size,
-            files_added=0,
-            files_hashed=result.files_hashed,
-        )
+        return _Added.unchanged(latest, counted, size, result.files_hashed)
     new = NewQuickVersion(
         dataset=args.name,
         kind="files",
@@ -367,18 +372,7 @@ def _add_table(args: _Args, src: Path, fmt: str, local: _Local) -> _Added:
                 raise _Unreadable() from e
             part = staged.part
             if latest is not None and latest.content_hash == staged.manifest_oid:
-                return _Added(
-                    ref=latest.ref,
-                    version=latest.version,
-                    content_hash=latest.content_hash,
-                    created=False,
-                    counted=f"{part.rows} rows",
-                    size_bytes=part.size,
-                    bytes_added=0,
-                    bytes_deduplicated=part.size,
-                    files_added=0,
-                    files_hashed=0,
-                )
+                return _Added.unchanged(latest, f"{part.rows} rows", part.size, 0)
             progress.task("profiling")
             profile = staged.profile()
             added = not blobs.exists(part.oid)

@@ -132,14 +132,8 @@ class StatCache:
         for path, base, fmt, checksum, blob in changes:
             if path not in bases or base != bases[path]:
                 continue  # not written over this row of the directory (or another one's)
-            if path != folder and not path.startswith(prefix):
-                continue
             sub = "" if path == folder else path[len(prefix) :] + "/"
-            for name, entry in _decode(fmt, checksum, blob).items():
-                if entry is None:
-                    out.pop(sub + name, None)
-                else:
-                    out[sub + name] = entry
+            _apply(out, _decode(fmt, checksum, blob), sub)
         return out
 
     def update(
@@ -192,11 +186,7 @@ class StatCache:
             )
             return
         merged = self._load_dir(directory) if base is not None else {}
-        for name, entry in new.items():
-            if entry is None:
-                merged.pop(name, None)
-            else:
-                merged[name] = entry
+        _apply(merged, new)
         blob = marshal.dumps(merged)
         self._db.execute(
             "INSERT OR REPLACE INTO dirs VALUES (?, ?, ?, ?)",
@@ -217,15 +207,21 @@ class StatCache:
             "ORDER BY seq",
             (directory, row[1]),
         ):
-            for name, entry in _decode(fmt, checksum, blob).items():
-                if entry is None:
-                    out.pop(name, None)
-                else:
-                    out[name] = entry
+            _apply(out, _decode(fmt, checksum, blob))
         return out
 
     def close(self) -> None:
         self._db.close()
+
+
+def _apply(out: dict[str, Entry], changes: dict[str, Entry | None], sub: str = "") -> None:
+    """Apply a change row's ``changes`` (an entry, or None: forget it) to ``out``, under
+    the subfolder ``sub`` ("" or ending in "/")."""
+    for name, entry in changes.items():
+        if entry is None:
+            out.pop(sub + name, None)
+        else:
+            out[sub + name] = entry
 
 
 def _join(folder: str, sub: str) -> str:

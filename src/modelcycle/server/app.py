@@ -47,14 +47,13 @@ def create_app(
     ``allow_open``: serve without tokens while the workspace has none (for a server on
     a loopback address only; `modelcycle server` decides from the address)."""
     from modelcycle.api.workspace import Workspace
-    from modelcycle.core.config import WorkspaceConfig
 
     state: dict[str, Any] = {}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The stores obey each request's project scope (`modelcycle.access.guard`).
-        ws = Workspace(WorkspaceConfig.load(Path(root).expanduser().resolve()), guarded=True)
+        ws = Workspace.open(root, guarded=True)
         registry = CollectorRegistry(auto_describe=False)
         registry.register(MonitorCollector(ws.monitors.store))
         state.update(ws=ws, registry=registry)

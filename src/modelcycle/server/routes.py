@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, Body, Depends, Path, Query
 from pydantic import BaseModel, Field, RootModel
 
+from modelcycle.access.scope import MAX_PATTERNS
 from modelcycle.core.errors import ERROR_TABLE
 from modelcycle.server.auth import needs
 
@@ -104,7 +105,7 @@ class TokenRequest(BaseModel):
     expires_in_seconds: float | None = Field(default=None, gt=0, le=MAX_TOKEN_SECONDS)
     projects: list[str] = Field(
         default_factory=list,
-        max_length=50,
+        max_length=MAX_PATTERNS,
         description="Glob patterns over names the token is limited to, e.g. fraud-*; "
         "none: not limited",
     )
