@@ -213,14 +213,17 @@ def append_csv_rows(path: Path, rows: int, *, start: int, seed: int) -> None:
 
 def temp_leftovers(workspace: Path) -> list[Path]:
     """Leftovers of interrupted commands: blob temp files (``blobs/tmp/*``,
-    ``blobs/ab/.tmp-*``) and scratch folders under ``.modelcycle/tmp``."""
+    ``blobs/ab/.tmp-*``), batches' staging folders (``blobs/.tmp-batch-*``) and scratch
+    folders under ``.modelcycle/tmp``."""
     root = workspace / ".modelcycle" / "blobs"
     scratch = workspace / ".modelcycle" / "tmp"
     found: list[Path] = list(scratch.iterdir()) if scratch.is_dir() else []
     if not root.is_dir():
         return found
     for top in root.iterdir():
-        if top.name == "tmp" and top.is_dir():
+        if top.name.startswith(".tmp-batch-"):
+            found.append(top)
+        elif top.name == "tmp" and top.is_dir():
             found.extend(top.iterdir())
         elif len(top.name) == 2 and top.is_dir():
             found.extend(p for p in top.iterdir() if p.name.startswith(".tmp-"))

@@ -309,10 +309,56 @@ def test_local_iter_oids_skips_leftovers_of_a_crash(local: LocalBlobStore) -> No
     crashed.put_bytes(b"never committed")  # the process "dies" here: no commit, no abort
     (local.root / "zz_not_a_shard").mkdir()
     assert list(local.iter_oids()) == [kept.oid]
-    leftovers = list(local.iter_temp_files())
-    assert len(leftovers) == 1
-    assert leftovers[0].read_bytes() == b"never committed"
+    [leftover] = local.iter_temp_files()
+    # Its shard folder did not exist: the blob was staged in the batch's own folder.
+    assert leftover.name.startswith(".tmp-batch-")
+    assert [p.read_bytes() for p in leftover.rglob("*") if p.is_file()] == [b"never committed"]
     crashed.abort()
+    assert list(local.iter_temp_files()) == []
+
+
+def test_local_batch_into_an_existing_shard_leaves_a_temp_file(local: LocalBlobStore) -> None:
+    [kept] = put(local, b"kept")
+    # Content with a blob in the same shard as ``kept``: its shard folder exists.
+    same_shard = next(
+        data for n in range(10_000) if hash_bytes(data := f"other {n}".encode())[:2] == kept.oid[:2]
+    )
+    crashed = local.batch()
+    crashed.put_bytes(same_shard)
+    [leftover] = local.iter_temp_files()
+    assert leftover.parent == local.root / kept.oid[:2]
+    assert leftover.name.startswith(".tmp-")
+    assert leftover.read_bytes() == same_shard
+    crashed.abort()
+    assert list(local.iter_temp_files()) == []
+
+
+def test_local_batch_stages_new_shards_and_places_them_whole(local: LocalBlobStore) -> None:
+    datas = [f"blob {n}".encode() for n in range(600)]
+    results = put(local, *datas)
+    assert len({r.oid[:2] for r in results}) > 200  # most shards were new
+    assert sorted(local.iter_oids()) == sorted(r.oid for r in results)
+    assert all(local.read_bytes(r.oid) == d for r, d in zip(results, datas, strict=True))
+    assert list(local.iter_temp_files()) == []
+    assert not any(p.name.startswith(".tmp-") for p in local.root.iterdir())
+
+
+def test_local_batch_places_staged_blobs_into_a_shard_made_meanwhile(
+    local: LocalBlobStore,
+) -> None:
+    first, second = local.batch(), local.batch()
+    one = first.put_bytes(b"from the first batch")
+    # Another batch (another process, say) makes the same shard folder first.
+    same_shard = next(
+        data for n in range(10_000) if hash_bytes(data := f"second {n}".encode())[:2] == one.oid[:2]
+    )
+    two = second.put_bytes(same_shard)
+    second.commit()
+    first.commit()
+    assert sorted(local.iter_oids()) == sorted([one.oid, two.oid])
+    assert local.read_bytes(one.oid) == b"from the first batch"
+    assert local.read_bytes(two.oid) == same_shard
+    assert list(local.iter_temp_files()) == []
 
 
 def test_local_store_on_a_folder_that_does_not_exist_yet(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from modelcycle.blobs.local import LocalBlobStore
-from modelcycle.core.errors import IntegrityError, NotFoundError
+from modelcycle.core.errors import InputDataError, IntegrityError, NotFoundError
 from modelcycle.core.hashing import hash_bytes
 from modelcycle.core.statcache import StatCache
 from modelcycle.data.files import (
@@ -174,6 +174,46 @@ def test_ingest_stores_every_file_and_builds_the_manifest(tmp_path: Path) -> Non
     assert result.files_hashed == 3
     assert store.read_bytes(hash_bytes(b"gamma")) == b"gamma"
     assert set(store.iter_oids()) == result.manifest.oids()
+
+
+def test_ingest_pipeline_matches_the_serial_path(tmp_path: Path) -> None:
+    """Hundreds of files go through the pipeline (the calling thread reads, a pool
+    writes): small, duplicate, known and bigger-than-inline files, with the same
+    manifest, counts and stored blobs as one thread gives."""
+    tree = {f"d{n % 7}/f{n}.bin": f"file {n % 300}".encode() * 50 for n in range(400)}
+    tree["big/one.bin"] = bytes(range(256)) * (5 << 12)  # 5 MiB: hashed in the pool
+    tree["big/two.bin"] = b"z" * (20 << 20)  # above the in-memory limit
+    src = tmp_path / "src"
+    write_tree(src, tree)
+    known = {hash_bytes(tree["d0/f0.bin"])}
+    results = {}
+    for workers in (1, 3):
+        store = LocalBlobStore(tmp_path / f"blobs{workers}")
+        with store.batch() as batch:
+            results[workers] = ingest(scan(src), batch, None, known_oids=known, workers=workers)
+        assert set(store.iter_oids()) == results[workers].manifest.oids() - known
+        assert store.read_bytes(hash_bytes(tree["big/two.bin"])) == tree["big/two.bin"]
+    serial, pooled = results[1], results[3]
+    assert pooled.manifest == serial.manifest
+    assert {e.path: e.oid for e in pooled.manifest.files} == {
+        path: hash_bytes(data) for path, data in tree.items()
+    }
+    assert (pooled.files_added, pooled.bytes_added) == (serial.files_added, serial.bytes_added)
+    assert pooled.files_added == 301  # 299 new small contents and the two big files
+    assert pooled.files_hashed == len(tree)
+
+
+def test_ingest_pipeline_reports_a_file_that_vanished(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_tree(src, {f"f{n}.txt": f"file {n}".encode() for n in range(300)})
+    files = scan(src)
+    (src / "f150.txt").unlink()
+    store = LocalBlobStore(tmp_path / "blobs")
+    vanished = r"f150\.txt disappeared while it was being added"
+    with pytest.raises(InputDataError, match=vanished), store.batch() as batch:
+        ingest(files, batch, None, known_oids=set(), workers=2)
+    assert list(store.iter_oids()) == []
+    assert list(store.iter_temp_files()) == []
 
 
 def test_ingest_counts_an_empty_file_as_added(tmp_path: Path) -> None:

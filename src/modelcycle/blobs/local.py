@@ -1,18 +1,24 @@
 """Blobs in a local folder: ``ROOT/ab/cdef…``, read-only files, made durable per batch.
 
-A batch writes every new blob to a temporary name in its shard folder first
-(``ROOT/ab/.tmp-cdef….PID``), syncs the filesystem once, renames the files into place and
-syncs again. A blob under its final name is therefore always complete, even after a
-crash, and a crash costs at most unreferenced blobs and ``.tmp-`` leftovers (``gc``
-removes both). One filesystem sync per batch instead of one fsync
-per file is what makes adding 20,000 small files fast.
+A batch writes every new blob to a temporary name first, syncs the filesystem once,
+renames the blobs into place and syncs again. A blob under its final name is therefore
+always complete, even after a crash, and a crash costs at most unreferenced blobs and
+``.tmp-`` leftovers (``gc`` removes both). One filesystem sync per batch instead of one
+fsync per file is what makes adding 20,000 small files fast.
+
+The temporary name of a blob whose shard folder exists is ``ROOT/ab/.tmp-cdef….PID``.
+A shard folder that does not exist yet is built whole in the batch's own staging folder
+(``ROOT/.tmp-batch-PID-N/ab/cdef…``) and renamed into place in one step: the first add
+to a new store renames 256 folders instead of one file per blob.
 """
 
 from __future__ import annotations
 
 import errno
 import functools
+import itertools
 import os
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,11 +108,14 @@ class LocalBlobStore(BlobStore):
         self.path(oid).unlink(missing_ok=True)
 
     def iter_temp_files(self) -> Iterator[Path]:
-        """Leftovers of interrupted batches (``ab/.tmp-…``) and of older layouts (``tmp/``)."""
+        """Leftovers of interrupted batches (staging folders ``.tmp-batch-…`` and
+        ``ab/.tmp-…`` files) and of older layouts (``tmp/``)."""
         if not self.root.is_dir():
             return
         for top in os.scandir(self.root):
-            if top.name == "tmp" and top.is_dir():
+            if top.name.startswith(_STAGING):
+                yield Path(top.path)
+            elif top.name == "tmp" and top.is_dir():
                 yield from (Path(e.path) for e in os.scandir(top.path))
             elif len(top.name) == 2 and top.is_dir():
                 for entry in os.scandir(top.path):
@@ -114,10 +123,14 @@ class LocalBlobStore(BlobStore):
                         yield Path(entry.path)
 
 
+_STAGING = ".tmp-batch-"
+_BATCHES = itertools.count()  # numbers the staging folders of one process's batches
+
+
 def _rename_into(src: str | os.PathLike[str], tmp: Path) -> bool:
     """Rename ``src`` to ``tmp``; False when they are on different filesystems."""
     try:
-        tmp.parent.mkdir(exist_ok=True)
+        tmp.parent.mkdir(parents=True, exist_ok=True)
         os.rename(src, tmp)
     except OSError as e:
         if e.errno == errno.EXDEV:
@@ -131,6 +144,19 @@ def _rename_all(pairs: list[tuple[Path, Path]]) -> None:
         os.replace(src, dest)
 
 
+def _place_shard(staged: Path, shard_dir: Path) -> None:
+    """Move a shard folder built in a staging folder into place: whole when the store
+    still has no such shard (one rename), else blob by blob (another batch made it)."""
+    try:
+        os.rename(staged, shard_dir)  # replaces nothing but an empty folder
+        return
+    except OSError as e:
+        if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+            raise
+    _rename_all([(Path(e.path), shard_dir / e.name) for e in os.scandir(staged)])
+    os.rmdir(staged)
+
+
 class LocalBatch(BlobBatch):
     def __init__(self, store: LocalBlobStore) -> None:
         self.store = store
@@ -140,6 +166,8 @@ class LocalBatch(BlobBatch):
         # per blob when a batch holds many blobs. The first blob of a shard gets a stat.
         self._listed: dict[str, set[str]] = {}
         self._touched: set[str] = set()  # shards asked about at least once
+        self._new_shards: set[str] = set()  # shards the store lacked: built in staging
+        self._staging = store.root / f"{_STAGING}{os.getpid()}-{next(_BATCHES)}"
         self._lock = threading.Lock()
         self._closed = False
 
@@ -156,12 +184,14 @@ class LocalBatch(BlobBatch):
             # A batch of a few blobs (a re-add after a few changes) mostly touches each
             # shard once: one stat is cheaper than listing the shard.
             stored = os.path.exists(self.store.root / top / oid[2:])
+            if not stored and not os.path.isdir(self.store.root / top):
+                self._new_shard(top)
         else:
             if listed is None:
                 try:
                     listed = set(os.listdir(self.store.root / top))
                 except FileNotFoundError:
-                    listed = set()
+                    listed = self._new_shard(top)
                 with self._lock:
                     listed = self._listed.setdefault(top, listed)
             stored = oid[2:] in listed
@@ -170,8 +200,17 @@ class LocalBatch(BlobBatch):
             # same bytes, and the rename replaces it atomically.
             if oid in self._pending or stored:
                 return False
-            self._pending[oid] = self.store.root / top / f".tmp-{oid[2:]}.{os.getpid()}"
+            if top in self._new_shards:
+                self._pending[oid] = self._staging / top / oid[2:]
+            else:
+                self._pending[oid] = self.store.root / top / f".tmp-{oid[2:]}.{os.getpid()}"
             return True
+
+    def _new_shard(self, top: str) -> set[str]:
+        """Note that the store has no shard folder ``top``: its blobs are staged."""
+        with self._lock:
+            self._new_shards.add(top)
+            return self._listed.setdefault(top, set())
 
     def _open_tmp(self, tmp: Path) -> int:
         try:
@@ -186,8 +225,6 @@ class LocalBatch(BlobBatch):
         if not self._claim(oid):
             return PutResult(oid, size, added=False)
         tmp = self._pending[oid]
-        import shutil  # here: storing small files (put_bytes) never needs it
-
         try:
             if move and _rename_into(path, tmp):
                 os.chmod(tmp, 0o444)
@@ -234,7 +271,8 @@ class LocalBatch(BlobBatch):
             syncfs(root)
             by_shard: dict[str, list[tuple[Path, Path]]] = {}
             for oid, tmp in self._pending.items():
-                by_shard.setdefault(oid[:2], []).append((tmp, root / shard(oid)))
+                if oid[:2] not in self._new_shards:
+                    by_shard.setdefault(oid[:2], []).append((tmp, root / shard(oid)))
             groups = list(by_shard.values())
             if len(self._pending) < 256:
                 for group in groups:
@@ -245,6 +283,11 @@ class LocalBatch(BlobBatch):
                 # Renames in different shard folders take different directory locks.
                 with ThreadPoolExecutor(4) as pool:
                     list(pool.map(_rename_all, groups))
+            if self._staging.is_dir():
+                for top in sorted(self._new_shards):
+                    if (staged := self._staging / top).is_dir():
+                        _place_shard(staged, root / top)
+                self._staging.rmdir()
             syncfs(root)
         except OSError as e:
             self.abort()
@@ -255,3 +298,4 @@ class LocalBatch(BlobBatch):
         for tmp in self._pending.values():
             tmp.unlink(missing_ok=True)
         self._pending.clear()
+        shutil.rmtree(self._staging, ignore_errors=True)

@@ -1,7 +1,10 @@
 """Folders of files: scanning, hashing with the stat cache, storing, and comparing.
 
-Hashing and storing run on a thread pool: BLAKE3 and file I/O release the GIL, so a
-folder of many small files uses every core.
+Many files are hashed and stored as a pipeline: the calling thread reads and hashes the
+small ones, and a few threads write them to the blob store and handle the big ones.
+Reading a small file from the page cache takes a few microseconds between system calls;
+spread over many threads, those calls would spend more time passing the GIL around
+than working. Writing new files, which may wait on the disk, overlaps well.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import sqlite3
 import stat as stat_mod
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
@@ -29,6 +33,12 @@ log = logging.getLogger(__name__)
 
 # Files at most this big are read once into memory, hashed and written from that copy.
 _SMALL = 16 << 20
+# Files at most this big are read and hashed by the calling thread of a pipeline; bigger
+# ones go to the pool whole (hashing them releases the GIL for long stretches).
+_INLINE = 1 << 20
+# A pipeline's chunk of files read ahead: at most this many files and bytes.
+_CHUNK_FILES = 64
+_CHUNK_BYTES = 8 << 20
 # Entries younger than this may still change within the same mtime tick, so their hash
 # is not cached (the "racy git" problem).
 _RACY_SECONDS = 2.0
@@ -166,53 +176,69 @@ def ingest(
         result = batch.put_file(f.abspath, entry.oid, f.key[0])
         return result.size if result.added else None
 
+    def hash_small(i: int) -> bytes:
+        """Read and hash file ``i`` (at most ``_SMALL`` bytes), making its entry."""
+        f = files[i]
+        with _reading(f.abspath), open(f.abspath, "rb") as fh:
+            data = fh.read()
+        entries[i] = FileEntry(f.rel, hash_bytes(data), f.key[0], f.mode)
+        return data
+
+    def store_small(i: int, data: bytes) -> int | None:
+        """Store file ``i``, hashed by `hash_small`; the bytes added, None if stored."""
+        entry = entries[i]
+        assert entry is not None
+        if entry.oid in known_oids:
+            return None
+        result = batch.put_bytes(data, entry.oid)
+        return result.size if result.added else None
+
     def hash_and_store(i: int) -> int | None:
         f = files[i]
-        size = f.key[0]
-        try:
-            if size <= _SMALL:
-                with open(f.abspath, "rb") as fh:
-                    data = fh.read()
-                oid = hash_bytes(data)
-                entries[i] = FileEntry(f.rel, oid, size, f.mode)
-                if oid in known_oids:
-                    return None
-                result = batch.put_bytes(data, oid)
-                return result.size if result.added else None
-            entries[i] = FileEntry(f.rel, hash_file(f.abspath, size), size, f.mode)
-            return store_known(i)
-        except FileNotFoundError as e:
-            raise InputDataError(
-                f"{f.abspath} disappeared while it was being added",
-                hint="add the folder again once nothing else is changing it",
-            ) from e
-        except PermissionError as e:
-            raise InputDataError(
-                f"cannot read {f.abspath}: {e.strerror}",
-                hint="fix its permissions or remove it from the folder",
-            ) from e
+        if f.key[0] <= _SMALL:
+            return store_small(i, hash_small(i))
+        with _reading(f.abspath):
+            oid = hash_file(f.abspath, f.key[0])
+        entries[i] = FileEntry(f.rel, oid, f.key[0], f.mode)
+        return store_known(i)
 
     progress.task("hashing and storing files", total=len(files))
-    jobs: list[tuple[str, list[int]]] = [("h", c) for c in _chunks(todo, 64)]
-    jobs += [("k", c) for c in _chunks(unstored, 64)]
 
-    def run(job: tuple[str, list[int]]) -> tuple[int, int, int]:
+    def done(sizes: list[int | None]) -> tuple[int, int, int]:
         """(files done, bytes added, files added) of one chunk."""
-        kind, idx = job
-        fn = hash_and_store if kind == "h" else store_known
-        sizes = [fn(i) for i in idx]
         added = [s for s in sizes if s is not None]
-        return len(idx), sum(added), len(added)
+        return len(sizes), sum(added), len(added)
 
     def run_all() -> Iterator[tuple[int, int, int]]:
-        n_workers = min(workers or min(4, (os.cpu_count() or 2) * 2), len(jobs))
+        n_workers = min(workers or min(4, os.cpu_count() or 2), len(todo) + len(unstored))
         if n_workers < 2 or len(todo) + len(unstored) < _POOL_MIN_FILES:
-            yield from map(run, jobs)
+            for fn, idx in ((hash_and_store, todo), (store_known, unstored)):
+                for chunk in _chunks(idx, _CHUNK_FILES):
+                    yield done([fn(i) for i in chunk])
             return
-        from concurrent.futures import ThreadPoolExecutor
+        from collections import deque
+        from concurrent.futures import Future, ThreadPoolExecutor
 
+        def store_chunk(inline: list[tuple[int, bytes]], rest: list[int]) -> tuple[int, int, int]:
+            sizes = [store_small(i, data) for i, data in inline]
+            return done(sizes + [hash_and_store(i) for i in rest])
+
+        def known_chunk(idx: list[int]) -> tuple[int, int, int]:
+            return done([store_known(i) for i in idx])
+
+        # A bounded window of chunks in flight: read ahead, never the whole folder.
+        window: deque[Future[tuple[int, int, int]]] = deque()
         with ThreadPoolExecutor(n_workers) as pool:
-            yield from pool.map(run, jobs)
+            for chunk in _chunks_by_size(todo, files):
+                inline = [(i, hash_small(i)) for i in chunk if files[i].key[0] <= _INLINE]
+                rest = [i for i in chunk if files[i].key[0] > _INLINE]
+                window.append(pool.submit(store_chunk, inline, rest))
+                if len(window) > 2 * n_workers:
+                    yield window.popleft().result()
+            for chunk in _chunks(unstored, _CHUNK_FILES):
+                window.append(pool.submit(known_chunk, chunk))
+            while window:
+                yield window.popleft().result()
 
     bytes_added = files_added = 0
     for n, nbytes, nfiles in run_all():
@@ -302,6 +328,39 @@ def stage_folder(
 def _chunks(items: list[int], n: int) -> Iterator[list[int]]:
     for start in range(0, len(items), n):
         yield items[start : start + n]
+
+
+def _chunks_by_size(items: list[int], files: list[ScannedFile]) -> Iterator[list[int]]:
+    """``items`` in chunks of at most ``_CHUNK_FILES`` files and, counting the files read
+    inline only, about ``_CHUNK_BYTES``."""
+    chunk: list[int] = []
+    size = 0
+    for i in items:
+        chunk.append(i)
+        if (n := files[i].key[0]) <= _INLINE:
+            size += n
+        if len(chunk) == _CHUNK_FILES or size >= _CHUNK_BYTES:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
+@contextmanager
+def _reading(path: str) -> Iterator[None]:
+    """Errors reading a file being added, said as the user's problem they are."""
+    try:
+        yield
+    except FileNotFoundError as e:
+        raise InputDataError(
+            f"{path} disappeared while it was being added",
+            hint="add the folder again once nothing else is changing it",
+        ) from e
+    except PermissionError as e:
+        raise InputDataError(
+            f"cannot read {path}: {e.strerror}",
+            hint="fix its permissions or remove it from the folder",
+        ) from e
 
 
 def _common_root(files: Iterable[ScannedFile]) -> str:
