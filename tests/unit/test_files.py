@@ -203,6 +203,23 @@ def test_ingest_pipeline_matches_the_serial_path(tmp_path: Path) -> None:
     assert pooled.files_hashed == len(tree)
 
 
+def test_ingest_stores_what_a_file_holds_when_read(tmp_path: Path) -> None:
+    """A file that grew or shrank between the scan and the read is stored as read, with
+    that size in the manifest."""
+    src = tmp_path / "src"
+    write_tree(src, {"grows.log": b"first line\n", "shrinks.txt": b"long content here"})
+    files = scan(src)
+    (src / "grows.log").write_bytes(b"first line\n" + b"more\n" * 50_000)
+    (src / "shrinks.txt").write_bytes(b"short")
+    store = LocalBlobStore(tmp_path / "blobs")
+    with store.batch() as batch:
+        result = ingest(files, batch, None, known_oids=set(), workers=1)
+    for entry in result.manifest.files:
+        data = (src / entry.path).read_bytes()
+        assert (entry.oid, entry.size) == (hash_bytes(data), len(data))
+        assert store.read_bytes(entry.oid) == data
+
+
 def test_ingest_pipeline_reports_a_file_that_vanished(tmp_path: Path) -> None:
     src = tmp_path / "src"
     write_tree(src, {f"f{n}.txt": f"file {n}".encode() for n in range(300)})

@@ -14,6 +14,7 @@ to a new store renames 256 folders instead of one file per blob.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import itertools
@@ -127,10 +128,10 @@ _STAGING = ".tmp-batch-"
 _BATCHES = itertools.count()  # numbers the staging folders of one process's batches
 
 
-def _rename_into(src: str | os.PathLike[str], tmp: Path) -> bool:
+def _rename_into(src: str | os.PathLike[str], tmp: str) -> bool:
     """Rename ``src`` to ``tmp``; False when they are on different filesystems."""
     try:
-        tmp.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(os.path.dirname(tmp), exist_ok=True)
         os.rename(src, tmp)
     except OSError as e:
         if e.errno == errno.EXDEV:
@@ -139,12 +140,12 @@ def _rename_into(src: str | os.PathLike[str], tmp: Path) -> bool:
     return True
 
 
-def _rename_all(pairs: list[tuple[Path, Path]]) -> None:
+def _rename_all(pairs: list[tuple[str, str]]) -> None:
     for src, dest in pairs:
         os.replace(src, dest)
 
 
-def _place_shard(staged: Path, shard_dir: Path) -> None:
+def _place_shard(staged: str, shard_dir: str) -> None:
     """Move a shard folder built in a staging folder into place: whole when the store
     still has no such shard (one rename), else blob by blob (another batch made it)."""
     try:
@@ -153,58 +154,70 @@ def _place_shard(staged: Path, shard_dir: Path) -> None:
     except OSError as e:
         if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
             raise
-    _rename_all([(Path(e.path), shard_dir / e.name) for e in os.scandir(staged)])
+    _rename_all([(e.path, f"{shard_dir}/{e.name}") for e in os.scandir(staged)])
     os.rmdir(staged)
 
 
+def _unlink(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
 class LocalBatch(BlobBatch):
+    # Paths are plain strings here: a batch of 20,000 small blobs is written by a few
+    # threads, and the time spent building path objects is time they hold the GIL.
+
     def __init__(self, store: LocalBlobStore) -> None:
         self.store = store
-        self._pending: dict[str, Path] = {}
+        self._root = os.fspath(store.root)
+        self._pending: dict[str, str] = {}  # oid -> the temporary file written
         # Names stored in each shard folder, listed once when the batch asks about a
         # second blob in that shard: one listdir per shard is much cheaper than one stat
         # per blob when a batch holds many blobs. The first blob of a shard gets a stat.
         self._listed: dict[str, set[str]] = {}
         self._touched: set[str] = set()  # shards asked about at least once
         self._new_shards: set[str] = set()  # shards the store lacked: built in staging
-        self._staging = store.root / f"{_STAGING}{os.getpid()}-{next(_BATCHES)}"
+        self._staging = f"{self._root}/{_STAGING}{os.getpid()}-{next(_BATCHES)}"
+        self._tmp_suffix = f".{os.getpid()}"
         self._lock = threading.Lock()
         self._closed = False
 
-    def _claim(self, oid: str) -> bool:
-        """True when this call must write ``oid`` (not stored, not pending)."""
-        top = oid[:2]
+    def _claim(self, oid: str) -> str | None:
+        """The temporary path to write ``oid`` to, or None when it is stored or pending."""
+        top, rest = oid[:2], oid[2:]
+        shard_dir = f"{self._root}/{top}"
         with self._lock:
             if oid in self._pending:
-                return False
+                return None
             listed = self._listed.get(top)
             first_in_shard = top not in self._touched
             self._touched.add(top)
         if listed is None and first_in_shard:
             # A batch of a few blobs (a re-add after a few changes) mostly touches each
             # shard once: one stat is cheaper than listing the shard.
-            stored = os.path.exists(self.store.root / top / oid[2:])
-            if not stored and not os.path.isdir(self.store.root / top):
+            stored = os.path.exists(f"{shard_dir}/{rest}")
+            if not stored and not os.path.isdir(shard_dir):
                 self._new_shard(top)
         else:
             if listed is None:
                 try:
-                    listed = set(os.listdir(self.store.root / top))
+                    listed = set(os.listdir(shard_dir))
                 except FileNotFoundError:
                     listed = self._new_shard(top)
                 with self._lock:
                     listed = self._listed.setdefault(top, listed)
-            stored = oid[2:] in listed
+            stored = rest in listed
         with self._lock:
             # A blob another process stores after the check is simply written again:
             # same bytes, and the rename replaces it atomically.
             if oid in self._pending or stored:
-                return False
+                return None
             if top in self._new_shards:
-                self._pending[oid] = self._staging / top / oid[2:]
+                tmp = f"{self._staging}/{top}/{rest}"
             else:
-                self._pending[oid] = self.store.root / top / f".tmp-{oid[2:]}.{os.getpid()}"
-            return True
+                tmp = f"{shard_dir}/.tmp-{rest}{self._tmp_suffix}"
+            self._pending[oid] = tmp
+            return tmp
 
     def _new_shard(self, top: str) -> set[str]:
         """Note that the store has no shard folder ``top``: its blobs are staged."""
@@ -212,19 +225,19 @@ class LocalBatch(BlobBatch):
             self._new_shards.add(top)
             return self._listed.setdefault(top, set())
 
-    def _open_tmp(self, tmp: Path) -> int:
+    def _open_tmp(self, tmp: str) -> int:
         try:
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
         except FileNotFoundError:
-            tmp.parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(os.path.dirname(tmp), exist_ok=True)
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
 
     def put_file(
         self, path: str | os.PathLike[str], oid: str, size: int, *, move: bool = False
     ) -> PutResult:
-        if not self._claim(oid):
+        tmp = self._claim(oid)
+        if tmp is None:
             return PutResult(oid, size, added=False)
-        tmp = self._pending[oid]
         try:
             if move and _rename_into(path, tmp):
                 os.chmod(tmp, 0o444)
@@ -234,19 +247,19 @@ class LocalBatch(BlobBatch):
             except FileNotFoundError:
                 if not os.path.exists(path):
                     raise
-                tmp.parent.mkdir(parents=True, exist_ok=True)
+                os.makedirs(os.path.dirname(tmp), exist_ok=True)
                 shutil.copyfile(path, tmp)
             os.chmod(tmp, 0o444)
         except OSError as e:
-            tmp.unlink(missing_ok=True)
+            _unlink(tmp)
             raise storage_error(e, self.store.root) from e
         return PutResult(oid, size, added=True)
 
     def put_bytes(self, data: bytes, oid: str | None = None) -> PutResult:
         oid = oid or hash_bytes(data)
-        if not self._claim(oid):
+        tmp = self._claim(oid)
+        if tmp is None:
             return PutResult(oid, len(data), added=False)
-        tmp = self._pending[oid]
         try:
             fd = self._open_tmp(tmp)
             try:
@@ -256,7 +269,7 @@ class LocalBatch(BlobBatch):
             finally:
                 os.close(fd)
         except OSError as e:
-            tmp.unlink(missing_ok=True)
+            _unlink(tmp)
             raise storage_error(e, self.store.root) from e
         return PutResult(oid, len(data), added=True)
 
@@ -266,13 +279,13 @@ class LocalBatch(BlobBatch):
         self._closed = True
         if not self._pending:
             return
-        root = self.store.root
+        root = self._root
         try:
-            syncfs(root)
-            by_shard: dict[str, list[tuple[Path, Path]]] = {}
+            syncfs(self.store.root)
+            by_shard: dict[str, list[tuple[str, str]]] = {}
             for oid, tmp in self._pending.items():
-                if oid[:2] not in self._new_shards:
-                    by_shard.setdefault(oid[:2], []).append((tmp, root / shard(oid)))
+                if (top := oid[:2]) not in self._new_shards:
+                    by_shard.setdefault(top, []).append((tmp, f"{root}/{top}/{oid[2:]}"))
             groups = list(by_shard.values())
             if len(self._pending) < 256:
                 for group in groups:
@@ -283,19 +296,19 @@ class LocalBatch(BlobBatch):
                 # Renames in different shard folders take different directory locks.
                 with ThreadPoolExecutor(4) as pool:
                     list(pool.map(_rename_all, groups))
-            if self._staging.is_dir():
+            if os.path.isdir(self._staging):
                 for top in sorted(self._new_shards):
-                    if (staged := self._staging / top).is_dir():
-                        _place_shard(staged, root / top)
-                self._staging.rmdir()
-            syncfs(root)
+                    if os.path.isdir(staged := f"{self._staging}/{top}"):
+                        _place_shard(staged, f"{root}/{top}")
+                os.rmdir(self._staging)
+            syncfs(self.store.root)
         except OSError as e:
             self.abort()
-            raise storage_error(e, root) from e
+            raise storage_error(e, self.store.root) from e
 
     def abort(self) -> None:
         self._closed = True
         for tmp in self._pending.values():
-            tmp.unlink(missing_ok=True)
+            _unlink(tmp)
         self._pending.clear()
         shutil.rmtree(self._staging, ignore_errors=True)

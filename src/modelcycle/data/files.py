@@ -179,9 +179,9 @@ def ingest(
     def hash_small(i: int) -> bytes:
         """Read and hash file ``i`` (at most ``_SMALL`` bytes), making its entry."""
         f = files[i]
-        with _reading(f.abspath), open(f.abspath, "rb") as fh:
-            data = fh.read()
-        entries[i] = FileEntry(f.rel, hash_bytes(data), f.key[0], f.mode)
+        with _reading(f.abspath):
+            data = _read_small(f.abspath, f.key[0])
+        entries[i] = FileEntry(f.rel, hash_bytes(data), len(data), f.mode)
         return data
 
     def store_small(i: int, data: bytes) -> int | None:
@@ -344,6 +344,23 @@ def _chunks_by_size(items: list[int], files: list[ScannedFile]) -> Iterator[list
             chunk, size = [], 0
     if chunk:
         yield chunk
+
+
+def _read_small(path: str, size: int) -> bytes:
+    """The bytes of the file at ``path``, ``size`` long when it was scanned, in three
+    system calls (``open()`` and ``read()`` make eight, each one a chance for another
+    thread to take the GIL)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        data = os.read(fd, size + 1)
+        if len(data) > size:  # it grew since it was scanned
+            parts = [data]
+            while part := os.read(fd, 1 << 20):
+                parts.append(part)
+            data = b"".join(parts)
+        return data
+    finally:
+        os.close(fd)
 
 
 @contextmanager
