@@ -79,8 +79,24 @@ def find_modelcycle(given: str | None) -> str:
     candidates = [given, shutil.which("modelcycle"), str(REPO_ROOT / ".venv/bin/modelcycle")]
     for c in candidates:
         if c and os.access(c, os.X_OK):
+            compile_package(c)
             return c
     sys.exit("modelcycle not found: install the package (pip install -e .) or pass --modelcycle")
+
+
+def compile_package(script: str) -> None:
+    """Byte-compile the package the ``modelcycle`` script runs, untimed. pip compiled the
+    peers at install; an editable install compiles a changed module on its next import,
+    and not at all (so on every run) under PYTHONDONTWRITEBYTECODE."""
+    with open(script, "rb") as f:
+        shebang = f.readline().decode(errors="replace")
+    python = shebang[2:].strip() if shebang.startswith("#!") else ""
+    if not (python and os.access(python, os.X_OK)):
+        return
+    code = "import compileall, modelcycle, os; compileall.compile_dir("
+    code += "os.path.dirname(modelcycle.__file__), quiet=1)"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([python, "-c", code], env=env, check=False, capture_output=True)
 
 
 def find_dvc(given: str | None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -252,6 +253,39 @@ def test_ingest_skips_known_blobs(tmp_path: Path) -> None:
     assert set(store.iter_oids()) == {hash_bytes(b"beta")}
     assert result.bytes_added == 4
     assert len(result.manifest.files) == 2
+
+
+def test_files_modified_just_before_hashing_are_cached_but_not_younger_ones(
+    tmp_path: Path,
+) -> None:
+    """A file last changed 0.5 s before its folder is hashed cannot change again unseen
+    (its next mtime would differ); one changed as hashing starts (or stamped in the
+    future), or a whole-second stamp within two seconds, could, so it is hashed again."""
+    src = tmp_path / "src"
+    names = ["settled.txt", "now.txt", "future.txt", "whole_second.txt", "whole_old.txt"]
+    write_tree(src, {name: name.encode() for name in names})
+    now_ns = time.time_ns()
+    whole = now_ns // 1_000_000_000 * 1_000_000_000
+    stamps = {
+        "settled.txt": now_ns - 500_000_001,
+        "now.txt": now_ns,
+        "future.txt": now_ns + 3_000_000_000,
+        "whole_second.txt": whole - 1_000_000_000,
+        "whole_old.txt": whole - 3_000_000_000,
+    }
+    for name, ns in stamps.items():
+        os.utime(src / name, ns=(ns, ns))
+    cache = StatCache(tmp_path / "state" / "stat.db")
+    try:
+        store = LocalBlobStore(tmp_path / "blobs")
+        with store.batch() as batch:
+            ingest(scan(src), batch, cache, set(), workers=1, root=str(src.resolve()))
+        assert sorted(cache.load(str(src.resolve()))) == ["settled.txt", "whole_old.txt"]
+        with store.batch() as batch:
+            again = ingest(scan(src), batch, cache, set(), workers=1, root=str(src.resolve()))
+        assert again.files_hashed == 3
+    finally:
+        cache.close()
 
 
 def test_ingest_uses_the_stat_cache_for_unchanged_files(tmp_path: Path) -> None:

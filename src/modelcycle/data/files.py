@@ -39,9 +39,13 @@ _INLINE = 1 << 20
 # A pipeline's chunk of files read ahead: at most this many files and bytes.
 _CHUNK_FILES = 64
 _CHUNK_BYTES = 8 << 20
-# Entries younger than this may still change within the same mtime tick, so their hash
-# is not cached (the "racy git" problem).
-_RACY_SECONDS = 2.0
+# A file whose modification time is this close to (or after) the moment hashing started
+# could change again within the same timestamp tick, unseen by its stat, so its hash is
+# not cached (the "racy git" problem). The tick of filesystems that keep nanoseconds is
+# the kernel's clock tick (at most 10 ms on Linux); mtimes in whole seconds mean a
+# filesystem that keeps seconds (FAT keeps every other second).
+_RACY_NS = 100_000_000
+_RACY_WHOLE_SECONDS_NS = 2_000_000_000
 _SKIP_DIRS = {".git", ".dvc", ".modelcycle", "__pycache__"}
 # Fewer files than this to hash or store are done on the calling thread: starting a
 # pool costs more than it saves (a re-add after a few changes).
@@ -53,9 +57,8 @@ class ScannedFile(NamedTuple):
 
     rel: str
     abspath: str
-    key: StatKey
+    key: StatKey  # size, mtime in nanoseconds, inode
     mode: int
-    mtime: float
 
 
 def scan(root: Path) -> list[ScannedFile]:
@@ -66,7 +69,6 @@ def scan(root: Path) -> list[ScannedFile]:
             abspath,
             (st.st_size, st.st_mtime_ns, st.st_ino),
             0o755 if st.st_mode & _S_IXUSR else 0o644,
-            st.st_mtime,
         )
         for rel, abspath, st in _walk(root)
     ]
@@ -150,7 +152,7 @@ def ingest(
     todo: list[int] = []  # to hash (and store unless known)
     unstored: list[int] = []  # hash known from the cache, but maybe not stored
     named = 0  # files whose path the cache knows, with the same stat or not
-    for i, (rel, abspath, key, mode, _) in enumerate(files):
+    for i, (rel, abspath, key, mode) in enumerate(files):
         hit = cached.get(abspath[cut:])
         if hit is not None and hit[0] == key:
             oid = hit[1]
@@ -203,6 +205,7 @@ def ingest(
         return store_known(i)
 
     progress.task("hashing and storing files", total=len(files))
+    started_ns = time.time_ns()  # every file is read after this
 
     def done(sizes: list[int | None]) -> tuple[int, int, int]:
         """(files done, bytes added, files added) of one chunk."""
@@ -250,8 +253,7 @@ def ingest(
     if cache is not None and (todo or gone):
         # The files just hashed, unless changed too recently to trust their stat (their
         # old entries go), and the paths of files that are gone.
-        now = time.time()
-        fresh = [i for i in todo if now - files[i].mtime <= _RACY_SECONDS]
+        fresh = [i for i in todo if _racy(files[i].key[1], started_ns)]
         skip = set(fresh)
         stale = [rel for i in fresh if (rel := files[i].abspath[cut:]) in cached]
         try:
@@ -323,6 +325,13 @@ def stage_folder(
     finally:
         cache.close()
     return StagedFolder(src, result, manifest_oid, unchanged=False)
+
+
+def _racy(mtime_ns: int, read_after_ns: int) -> bool:
+    """Whether a file last modified at ``mtime_ns`` and read after ``read_after_ns`` could
+    change again without its stat showing it."""
+    coarse = mtime_ns % 1_000_000_000 == 0
+    return read_after_ns - mtime_ns <= (_RACY_WHOLE_SECONDS_NS if coarse else _RACY_NS)
 
 
 def _chunks(items: list[int], n: int) -> Iterator[list[int]]:
@@ -402,7 +411,7 @@ def current_manifest(path: Path, cache_path: Path) -> FileManifest:
     scanned = scan(path)
     cached, cut = _cached_hashes(path, cache_path)
     entries = []
-    for rel, abspath, key, mode, _ in scanned:
+    for rel, abspath, key, mode in scanned:
         hit = cached.get(abspath[cut:])
         oid = hit[1] if hit is not None and hit[0] == key else hash_file(abspath, key[0])
         entries.append(FileEntry(rel, oid, key[0], mode))
