@@ -75,7 +75,8 @@ def parse_args(
 
 
 def find_modelcycle(given: str | None) -> str:
-    """The modelcycle executable: --modelcycle, then PATH, then the repo's .venv."""
+    """The modelcycle executable: --modelcycle, then PATH, then the repo's .venv. Its
+    package is byte-compiled first (`compile_package`)."""
     candidates = [given, shutil.which("modelcycle"), str(REPO_ROOT / ".venv/bin/modelcycle")]
     for c in candidates:
         if c and os.access(c, os.X_OK):
@@ -88,15 +89,16 @@ def compile_package(script: str) -> None:
     """Byte-compile the package the ``modelcycle`` script runs, untimed. pip compiled the
     peers at install; an editable install compiles a changed module on its next import,
     and not at all (so on every run) under PYTHONDONTWRITEBYTECODE."""
-    with open(script, "rb") as f:
-        shebang = f.readline().decode(errors="replace")
-    python = shebang[2:].strip() if shebang.startswith("#!") else ""
-    if not (python and os.access(python, os.X_OK)):
+    python = Path(script).parent / "python"  # the script's own environment
+    if not os.access(python, os.X_OK):
+        print(f"note: no python beside {script}; modelcycle is timed as it is compiled")
         return
     code = "import compileall, modelcycle, os; compileall.compile_dir("
     code += "os.path.dirname(modelcycle.__file__), quiet=1)"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    subprocess.run([python, "-c", code], env=env, check=False, capture_output=True)
+    done = subprocess.run([python, "-c", code], env=env, check=False, capture_output=True)
+    if done.returncode != 0:
+        print(f"note: could not byte-compile modelcycle: {done.stderr.decode().strip()}")
 
 
 def find_dvc(given: str | None) -> str:

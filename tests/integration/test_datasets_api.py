@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import time
 from pathlib import Path
 
 import polars as pl
@@ -589,6 +591,27 @@ def test_gc_removes_only_unreferenced_blobs(workspace: mc.Workspace, tmp_path: P
     out = workspace.datasets.get("keep", tmp_path / "out")
     assert folder_bytes(out) == folder_bytes(keep_src)
     assert [e.kind for e in workspace.events(kind="gc")] == ["gc"]
+
+
+def test_gc_judges_a_staging_folder_by_its_shard_folders(tmp_path: Path) -> None:
+    """A batch's staging folder keeps its own time while files land in its shard
+    folders: gc keeps it while any of them changed within the grace period."""
+    ws = mc.Workspace.create(tmp_path / "ws")
+    try:
+        batch = ws.blobs.batch()
+        batch.put_bytes(b"an add still running")
+        [staging] = ws.blobs.iter_temp_files()  # type: ignore[attr-defined]
+        [shard_dir] = staging.iterdir()
+        hours_ago = time.time() - 3 * 3600
+        os.utime(staging, (hours_ago, hours_ago))
+        assert ws.gc().temp_files == 0  # its shard folder changed just now
+        assert staging.is_dir()
+        os.utime(shard_dir, (hours_ago, hours_ago))
+        assert ws.gc().temp_files == 1
+        assert not staging.exists()
+        batch.abort()
+    finally:
+        ws.close()
 
 
 # --------------------------------------------------------------------------- augmentation

@@ -317,12 +317,16 @@ def test_local_iter_oids_skips_leftovers_of_a_crash(local: LocalBlobStore) -> No
     assert list(local.iter_temp_files()) == []
 
 
+def in_shard(oid: str, label: str) -> bytes:
+    """Content whose blob falls in the same shard folder as ``oid``."""
+    return next(
+        data for n in range(100_000) if hash_bytes(data := f"{label} {n}".encode())[:2] == oid[:2]
+    )
+
+
 def test_local_batch_into_an_existing_shard_leaves_a_temp_file(local: LocalBlobStore) -> None:
     [kept] = put(local, b"kept")
-    # Content with a blob in the same shard as ``kept``: its shard folder exists.
-    same_shard = next(
-        data for n in range(10_000) if hash_bytes(data := f"other {n}".encode())[:2] == kept.oid[:2]
-    )
+    same_shard = in_shard(kept.oid, "other")
     crashed = local.batch()
     crashed.put_bytes(same_shard)
     [leftover] = local.iter_temp_files()
@@ -335,8 +339,14 @@ def test_local_batch_into_an_existing_shard_leaves_a_temp_file(local: LocalBlobS
 
 def test_local_batch_stages_new_shards_and_places_them_whole(local: LocalBlobStore) -> None:
     datas = [f"blob {n}".encode() for n in range(600)]
-    results = put(local, *datas)
-    assert len({r.oid[:2] for r in results}) > 200  # most shards were new
+    batch = local.batch()
+    results = [batch.put_bytes(d) for d in datas]
+    [staging] = local.iter_temp_files()
+    staged = {p.name: p.stat().st_ino for p in staging.iterdir()}
+    assert len(staged) > 200  # most shards were new
+    batch.commit()
+    # Each staged shard folder is the store's shard folder now: renamed, not refilled.
+    assert {name: (local.root / name).stat().st_ino for name in staged} == staged
     assert sorted(local.iter_oids()) == sorted(r.oid for r in results)
     assert all(local.read_bytes(r.oid) == d for r, d in zip(results, datas, strict=True))
     assert list(local.iter_temp_files()) == []
@@ -349,9 +359,7 @@ def test_local_batch_places_staged_blobs_into_a_shard_made_meanwhile(
     first, second = local.batch(), local.batch()
     one = first.put_bytes(b"from the first batch")
     # Another batch (another process, say) makes the same shard folder first.
-    same_shard = next(
-        data for n in range(10_000) if hash_bytes(data := f"second {n}".encode())[:2] == one.oid[:2]
-    )
+    same_shard = in_shard(one.oid, "second")
     two = second.put_bytes(same_shard)
     second.commit()
     first.commit()
@@ -359,6 +367,53 @@ def test_local_batch_places_staged_blobs_into_a_shard_made_meanwhile(
     assert local.read_bytes(one.oid) == b"from the first batch"
     assert local.read_bytes(two.oid) == same_shard
     assert list(local.iter_temp_files()) == []
+
+
+def test_local_batch_commits_a_shard_holding_staged_and_direct_blobs(
+    local: LocalBlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two threads of one batch ask about a new shard while another process makes it:
+    the first finds no folder (and stages), the second lists the folder another process
+    just made (and writes a temporary file in it). Both blobs are committed."""
+    first_data = b"first thread"
+    first_oid = hash_bytes(first_data)
+    second_data = in_shard(first_oid, "second thread")
+    shard_dir = local.root / first_oid[:2]
+    batch = local.batch()
+    real_isdir = os.path.isdir
+    second: list[PutResult] = []
+
+    def isdir_then_interleave(path: str) -> bool:
+        if path == str(shard_dir) and not second:
+            found = real_isdir(path)
+            shard_dir.mkdir()  # another process makes the shard folder
+            second.append(batch.put_bytes(second_data))  # the second thread runs now
+            return found
+        return real_isdir(path)
+
+    monkeypatch.setattr(os.path, "isdir", isdir_then_interleave)
+    first = batch.put_bytes(first_data)
+    monkeypatch.undo()
+    assert first.added and second[0].added
+    batch.commit()
+    assert sorted(local.iter_oids()) == sorted([first.oid, second[0].oid])
+    assert local.read_bytes(first.oid) == first_data
+    assert local.read_bytes(second[0].oid) == second_data
+    assert list(local.iter_temp_files()) == []
+
+
+def test_local_batch_never_reuses_a_crashed_batchs_staging_folder(
+    local: LocalBlobStore,
+) -> None:
+    crashed = local.batch()
+    crashed.put_bytes(b"complete content")  # the process "dies" here
+    [leftover] = local.iter_temp_files()
+    [half] = [p for p in leftover.rglob("*") if p.is_file()]
+    half.chmod(0o644)
+    half.write_bytes(b"comp")  # as if the crash came mid-write
+    [result] = put(local, b"complete content")
+    assert local.read_bytes(result.oid) == b"complete content"
+    assert list(local.iter_temp_files()) == [leftover]  # left for gc, never renamed
 
 
 def test_local_store_on_a_folder_that_does_not_exist_yet(tmp_path: Path) -> None:

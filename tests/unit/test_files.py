@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from modelcycle.blobs import PutResult
 from modelcycle.blobs.local import LocalBlobStore
 from modelcycle.core.errors import InputDataError, IntegrityError, NotFoundError
 from modelcycle.core.hashing import hash_bytes
 from modelcycle.core.statcache import StatCache
 from modelcycle.data.files import (
     FileChanges,
+    _racy,
     compare,
     current_manifest,
     folder_changes,
@@ -221,6 +223,69 @@ def test_ingest_stores_what_a_file_holds_when_read(tmp_path: Path) -> None:
         assert store.read_bytes(entry.oid) == data
 
 
+def test_ingest_reads_on_after_a_short_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A filesystem may return less than asked (FUSE, network shares): the file is read
+    to its end, not stored cut short."""
+    src = tmp_path / "src"
+    data = bytes(range(256)) * 40
+    write_tree(src, {"f.bin": data})
+    files = scan(src)
+    real_read = os.read
+    monkeypatch.setattr(os, "read", lambda fd, n: real_read(fd, min(n, 1000)))
+    store = LocalBlobStore(tmp_path / "blobs")
+    with store.batch() as batch:
+        result = ingest(files, batch, None, known_oids=set(), workers=1)
+    monkeypatch.undo()
+    [entry] = result.manifest.files
+    assert (entry.oid, entry.size) == (hash_bytes(data), len(data))
+    assert store.read_bytes(entry.oid) == data
+
+
+class _StopAfter:
+    """A progress bar the user interrupts once ``n`` units are done."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.done = 0
+
+    def task(self, description: str, total: float | None = None) -> None:
+        return None
+
+    def advance(self, amount: float = 1) -> None:
+        self.done += int(amount)
+        if self.done >= self.n:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_pipeline_writes_nothing_after_its_batch_is_aborted(
+    tmp_path: Path,
+) -> None:
+    src = tmp_path / "src"
+    write_tree(src, {f"f{n}.txt": f"file {n}".encode() * 100 for n in range(2000)})
+    store = LocalBlobStore(tmp_path / "blobs")
+    progress = _StopAfter(64)
+    puts: list[str] = []
+    with pytest.raises(KeyboardInterrupt), store.batch() as batch:
+        put_bytes = batch.put_bytes
+
+        def slow_put(data: bytes, oid: str | None = None) -> PutResult:
+            time.sleep(0.005)  # chunks still queued and running when the user stops
+            puts.append(oid or "")
+            return put_bytes(data, oid)
+
+        batch.put_bytes = slow_put  # type: ignore[method-assign]
+        ingest(scan(src), batch, None, known_oids=set(), progress=progress, workers=2)
+    assert progress.done == 64  # stopped after the first chunk of 64 files
+    # Chunks still queued were dropped: only the two running when the user stopped went
+    # on (the window held five).
+    assert len(puts) <= 3 * 64
+    time.sleep(0.3)  # a worker still running would write within this
+    assert list(store.iter_temp_files()) == []
+    assert list(store.iter_oids()) == []
+
+
 def test_ingest_pipeline_reports_a_file_that_vanished(tmp_path: Path) -> None:
     src = tmp_path / "src"
     write_tree(src, {f"f{n}.txt": f"file {n}".encode() for n in range(300)})
@@ -270,7 +335,7 @@ def test_files_modified_just_before_hashing_are_cached_but_not_younger_ones(
         "settled.txt": now_ns - 500_000_001,
         "now.txt": now_ns,
         "future.txt": now_ns + 3_000_000_000,
-        "whole_second.txt": whole - 1_000_000_000,
+        "whole_second.txt": whole + 1_000_000_000,  # within two seconds, whatever the delay
         "whole_old.txt": whole - 3_000_000_000,
     }
     for name, ns in stamps.items():
@@ -286,6 +351,35 @@ def test_files_modified_just_before_hashing_are_cached_but_not_younger_ones(
         assert again.files_hashed == 3
     finally:
         cache.close()
+
+
+@pytest.mark.parametrize(
+    ("age_ns", "racy"),
+    [
+        (-1, True),  # stamped after hashing started
+        (0, True),
+        (50_000_000, True),  # within the margin of a fine-grained clock
+        (100_000_000, True),
+        (100_000_001, False),
+        (3_000_000_000, False),
+    ],
+)
+def test_racy_margin_for_fine_grained_mtimes(age_ns: int, racy: bool) -> None:
+    started = 1_700_000_000_123_456_789
+    assert _racy(started - age_ns, started) is racy
+
+
+@pytest.mark.parametrize(
+    ("mtime_ns", "racy"),
+    [
+        (1_700_000_003_000_000_000, True),  # whole seconds: a two-second margin
+        (1_700_000_002_000_000_000, True),
+        (1_700_000_001_000_000_000, False),
+        (1_700_000_002_000_000_001, False),  # the same age in nanoseconds is settled
+    ],
+)
+def test_racy_margin_for_whole_second_mtimes(mtime_ns: int, racy: bool) -> None:
+    assert _racy(mtime_ns, 1_700_000_003_100_000_000) is racy
 
 
 def test_ingest_uses_the_stat_cache_for_unchanged_files(tmp_path: Path) -> None:

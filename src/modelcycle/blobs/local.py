@@ -8,8 +8,9 @@ fsync per file is what makes adding 20,000 small files fast.
 
 The temporary name of a blob whose shard folder exists is ``ROOT/ab/.tmp-cdef….PID``.
 A shard folder that does not exist yet is built whole in the batch's own staging folder
-(``ROOT/.tmp-batch-PID-N/ab/cdef…``) and renamed into place in one step: the first add
-to a new store renames 256 folders instead of one file per blob.
+(``ROOT/.tmp-batch-PID-XXXXXXXX/ab/cdef…``, a name no other batch has used) and renamed
+into place in one step: the first add to a new store renames 256 folders instead of one
+file per blob.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
-import itertools
 import os
 import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -125,7 +126,6 @@ class LocalBlobStore(BlobStore):
 
 
 _STAGING = ".tmp-batch-"
-_BATCHES = itertools.count()  # numbers the staging folders of one process's batches
 
 
 def _rename_into(src: str | os.PathLike[str], tmp: str) -> bool:
@@ -177,7 +177,7 @@ class LocalBatch(BlobBatch):
         self._listed: dict[str, set[str]] = {}
         self._touched: set[str] = set()  # shards asked about at least once
         self._new_shards: set[str] = set()  # shards the store lacked: built in staging
-        self._staging = f"{self._root}/{_STAGING}{os.getpid()}-{next(_BATCHES)}"
+        self._staging: str | None = None  # made, with a fresh name, for the first of them
         self._tmp_suffix = f".{os.getpid()}"
         self._lock = threading.Lock()
         self._closed = False
@@ -212,7 +212,7 @@ class LocalBatch(BlobBatch):
             # same bytes, and the rename replaces it atomically.
             if oid in self._pending or stored:
                 return None
-            if top in self._new_shards:
+            if top in self._new_shards and self._staging is not None:
                 tmp = f"{self._staging}/{top}/{rest}"
             else:
                 tmp = f"{shard_dir}/.tmp-{rest}{self._tmp_suffix}"
@@ -222,6 +222,15 @@ class LocalBatch(BlobBatch):
     def _new_shard(self, top: str) -> set[str]:
         """Note that the store has no shard folder ``top``: its blobs are staged."""
         with self._lock:
+            if self._staging is None:
+                # A name no other batch, live or crashed, has used: a crashed batch's
+                # half-written files must never be renamed into place by another.
+                try:
+                    self._staging = tempfile.mkdtemp(
+                        prefix=f"{_STAGING}{os.getpid()}-", dir=self._root
+                    )
+                except OSError as e:
+                    raise storage_error(e, self.store.root) from e
             self._new_shards.add(top)
             return self._listed.setdefault(top, set())
 
@@ -276,15 +285,23 @@ class LocalBatch(BlobBatch):
     def commit(self) -> None:
         if self._closed:
             return
-        self._closed = True
         if not self._pending:
+            self.abort()  # nothing to place (a staging folder may be there, empty)
             return
+        self._closed = True
         root = self._root
         try:
             syncfs(self.store.root)
+            # Whether a blob was staged is read off its path: a shard can hold blobs of
+            # both kinds when another batch made it while this one was deciding.
+            staged = f"{self._staging}/" if self._staging else None
+            staged_shards: set[str] = set()
             by_shard: dict[str, list[tuple[str, str]]] = {}
             for oid, tmp in self._pending.items():
-                if (top := oid[:2]) not in self._new_shards:
+                top = oid[:2]
+                if staged and tmp.startswith(staged):
+                    staged_shards.add(top)
+                else:
                     by_shard.setdefault(top, []).append((tmp, f"{root}/{top}/{oid[2:]}"))
             groups = list(by_shard.values())
             if len(self._pending) < 256:
@@ -296,10 +313,9 @@ class LocalBatch(BlobBatch):
                 # Renames in different shard folders take different directory locks.
                 with ThreadPoolExecutor(4) as pool:
                     list(pool.map(_rename_all, groups))
-            if os.path.isdir(self._staging):
-                for top in sorted(self._new_shards):
-                    if os.path.isdir(staged := f"{self._staging}/{top}"):
-                        _place_shard(staged, f"{root}/{top}")
+            for top in sorted(staged_shards):
+                _place_shard(f"{staged}{top}", f"{root}/{top}")
+            if self._staging is not None:
                 os.rmdir(self._staging)
             syncfs(self.store.root)
         except OSError as e:
@@ -311,4 +327,5 @@ class LocalBatch(BlobBatch):
         for tmp in self._pending.values():
             _unlink(tmp)
         self._pending.clear()
-        shutil.rmtree(self._staging, ignore_errors=True)
+        if self._staging is not None:
+            shutil.rmtree(self._staging, ignore_errors=True)

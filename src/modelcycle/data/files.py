@@ -14,8 +14,8 @@ import os
 import sqlite3
 import stat as stat_mod
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Generator, Iterable, Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
@@ -34,8 +34,9 @@ log = logging.getLogger(__name__)
 # Files at most this big are read once into memory, hashed and written from that copy.
 _SMALL = 16 << 20
 # Files at most this big are read and hashed by the calling thread of a pipeline; bigger
-# ones go to the pool whole (hashing them releases the GIL for long stretches).
-_INLINE = 1 << 20
+# ones go to the pool whole (reading and hashing them releases the GIL for long enough
+# that several threads gain).
+_INLINE = 256 << 10
 # A pipeline's chunk of files read ahead: at most this many files and bytes.
 _CHUNK_FILES = 64
 _CHUNK_BYTES = 8 << 20
@@ -43,7 +44,9 @@ _CHUNK_BYTES = 8 << 20
 # could change again within the same timestamp tick, unseen by its stat, so its hash is
 # not cached (the "racy git" problem). The tick of filesystems that keep nanoseconds is
 # the kernel's clock tick (at most 10 ms on Linux); mtimes in whole seconds mean a
-# filesystem that keeps seconds (FAT keeps every other second).
+# filesystem that keeps seconds (FAT keeps every other second). On a network share the
+# mtime comes from the server's clock: a server running behind this machine by more than
+# the margin eats into it.
 _RACY_NS = 100_000_000
 _RACY_WHOLE_SECONDS_NS = 2_000_000_000
 _SKIP_DIRS = {".git", ".dvc", ".modelcycle", "__pycache__"}
@@ -212,7 +215,7 @@ def ingest(
         added = [s for s in sizes if s is not None]
         return len(sizes), sum(added), len(added)
 
-    def run_all() -> Iterator[tuple[int, int, int]]:
+    def run_all() -> Generator[tuple[int, int, int], None, None]:
         n_workers = min(workers or min(4, os.cpu_count() or 2), len(todo) + len(unstored))
         if n_workers < 2 or len(todo) + len(unstored) < _POOL_MIN_FILES:
             for fn, idx in ((hash_and_store, todo), (store_known, unstored)):
@@ -229,25 +232,38 @@ def ingest(
         def known_chunk(idx: list[int]) -> tuple[int, int, int]:
             return done([store_known(i) for i in idx])
 
-        # A bounded window of chunks in flight: read ahead, never the whole folder.
-        window: deque[Future[tuple[int, int, int]]] = deque()
-        with ThreadPoolExecutor(n_workers) as pool:
+        def submitted(pool: ThreadPoolExecutor) -> Iterator[Future[tuple[int, int, int]]]:
             for chunk in _chunks_by_size(todo, files):
                 inline = [(i, hash_small(i)) for i in chunk if files[i].key[0] <= _INLINE]
                 rest = [i for i in chunk if files[i].key[0] > _INLINE]
-                window.append(pool.submit(store_chunk, inline, rest))
+                yield pool.submit(store_chunk, inline, rest)
+            for chunk in _chunks(unstored, _CHUNK_FILES):
+                yield pool.submit(known_chunk, chunk)
+
+        # A bounded window of chunks in flight: read ahead, never the whole folder.
+        window: deque[Future[tuple[int, int, int]]] = deque()
+        pool = ThreadPoolExecutor(n_workers)
+        try:
+            for future in submitted(pool):
+                window.append(future)
                 if len(window) > 2 * n_workers:
                     yield window.popleft().result()
-            for chunk in _chunks(unstored, _CHUNK_FILES):
-                window.append(pool.submit(known_chunk, chunk))
             while window:
                 yield window.popleft().result()
+        except BaseException:
+            # An error, an interrupt or the caller giving up: what has not started never
+            # does, and what has is waited for, so that nothing writes after an abort.
+            pool.shutdown(cancel_futures=True)
+            raise
+        finally:
+            pool.shutdown()
 
     bytes_added = files_added = 0
-    for n, nbytes, nfiles in run_all():
-        bytes_added += nbytes
-        files_added += nfiles
-        progress.advance(n)
+    with closing(run_all()) as results:
+        for n, nbytes, nfiles in results:
+            bytes_added += nbytes
+            files_added += nfiles
+            progress.advance(n)
     progress.advance(len(files) - len(todo) - len(unstored))
 
     if cache is not None and (todo or gone):
@@ -362,7 +378,9 @@ def _read_small(path: str, size: int) -> bytes:
     fd = os.open(path, os.O_RDONLY)
     try:
         data = os.read(fd, size + 1)
-        if len(data) > size:  # it grew since it was scanned
+        if len(data) != size:
+            # It grew or shrank since it was scanned, or the filesystem (FUSE, a network
+            # share) returned less than asked: read on to the end.
             parts = [data]
             while part := os.read(fd, 1 << 20):
                 parts.append(part)

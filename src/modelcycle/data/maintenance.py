@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat as stat_mod
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,13 +162,28 @@ def gc(
     return report
 
 
+def _last_change(path: Path) -> float:
+    """When ``path`` last changed: for a folder, the latest of its own and its
+    subfolders' times (a batch's staging folder gains files in its shard folders, which
+    leaves the staging folder's own time alone)."""
+    st = path.stat()
+    if not stat_mod.S_ISDIR(st.st_mode):
+        return st.st_mtime
+    latest = st.st_mtime
+    with os.scandir(path) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                latest = max(latest, entry.stat(follow_symlinks=False).st_mtime)
+    return latest
+
+
 def _remove_stale(paths: list[Path], older_than: float | None, dry_run: bool) -> int:
     """Remove the files and folders in ``paths`` last modified before ``older_than``
     (all of them when None); returns how many were (or would be) removed."""
     count = 0
     for path in paths:
         try:
-            if older_than is not None and path.stat().st_mtime >= older_than:
+            if older_than is not None and _last_change(path) >= older_than:
                 continue
         except FileNotFoundError:
             continue
