@@ -19,8 +19,6 @@ import contextlib
 import errno
 import functools
 import os
-import shutil
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -225,6 +223,8 @@ class LocalBatch(BlobBatch):
             if self._staging is None:
                 # A name no other batch, live or crashed, has used: a crashed batch's
                 # half-written files must never be renamed into place by another.
+                import tempfile  # here, as shutil below: a status never needs them
+
                 try:
                     self._staging = tempfile.mkdtemp(
                         prefix=f"{_STAGING}{os.getpid()}-", dir=self._root
@@ -247,6 +247,8 @@ class LocalBatch(BlobBatch):
         tmp = self._claim(oid)
         if tmp is None:
             return PutResult(oid, size, added=False)
+        import shutil
+
         try:
             if move and _rename_into(path, tmp):
                 os.chmod(tmp, 0o444)
@@ -328,4 +330,6 @@ class LocalBatch(BlobBatch):
             _unlink(tmp)
         self._pending.clear()
         if self._staging is not None:
+            import shutil
+
             shutil.rmtree(self._staging, ignore_errors=True)
