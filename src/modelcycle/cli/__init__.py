@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import sys
 
+# What every command prints when interrupted (the quick path and `cli.running` alike).
+INTERRUPTED = "interrupted; nothing half-written is visible (run `modelcycle gc` to tidy)"
+
 
 def main() -> None:
     """Entry point: quick commands first, then the full typer application."""

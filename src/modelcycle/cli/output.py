@@ -21,6 +21,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from modelcycle.core.errors import ModelcycleError, exit_code
 from modelcycle.core.progress import NullProgress
 from modelcycle.core.progress import Progress as ProgressProtocol
 from modelcycle.core.text import human_bytes
@@ -37,6 +38,14 @@ def _default(value: Any) -> Any:
     if hasattr(value, "to_dict"):
         return value.to_dict()
     return str(value)
+
+
+def print_error(error: ModelcycleError) -> int:
+    """Print ``error`` as every command reports one (no traceback); its exit code."""
+    err_console.print(f"error: {error.message}", markup=False)
+    if error.hint:
+        err_console.print(f"  hint: {error.hint}", markup=False)
+    return exit_code(error)
 
 
 def print_json(data: Any) -> None:

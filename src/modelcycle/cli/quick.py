@@ -26,14 +26,14 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+from modelcycle.cli import INTERRUPTED
+
 if TYPE_CHECKING:
     from modelcycle.core.config import WorkspaceConfig
     from modelcycle.core.progress import Progress
     from modelcycle.data.files import FileChanges
     from modelcycle.store.quickread import DatasetHead, LatestVersion
 
-# What the ordinary CLI prints when a command is interrupted (modelcycle.cli.running).
-_INTERRUPTED = "interrupted; nothing half-written is visible (run `modelcycle gc` to tidy)"
 # Table formats added here; the others (JSON arrays, Excel) take the ordinary path.
 _TABLE_FORMATS = ("csv", "tsv", "parquet", "jsonl")
 
@@ -60,7 +60,7 @@ def run_quick(argv: list[str]) -> int | None:
             return _status(args)
         return _add(args)
     except KeyboardInterrupt:
-        sys.stderr.write(_INTERRUPTED + "\n")
+        sys.stderr.write(INTERRUPTED + "\n")
         return 130
     finally:
         gc.enable()
@@ -213,14 +213,11 @@ def _add(args: _Args) -> int | None:
 
 def _report(error: BaseException | None) -> int:
     """Print ``error`` (a `ModelcycleError`) as the ordinary CLI does; its exit code."""
-    from modelcycle.cli.output import err_console
-    from modelcycle.core.errors import ModelcycleError, exit_code
+    from modelcycle.cli.output import print_error
+    from modelcycle.core.errors import ModelcycleError
 
     assert isinstance(error, ModelcycleError)
-    err_console.print(f"error: {error.message}", markup=False)
-    if error.hint:
-        err_console.print(f"  hint: {error.hint}", markup=False)
-    return exit_code(error)
+    return print_error(error)
 
 
 class _Added(NamedTuple):

@@ -15,10 +15,12 @@ from typing import Any
 
 import typer
 
-from modelcycle.cli.output import err_console
-from modelcycle.core.errors import ModelcycleError, exit_code
+from modelcycle.cli import INTERRUPTED
+from modelcycle.cli.output import err_console, print_error
+from modelcycle.core.errors import ModelcycleError
 
-INTERRUPTED = "interrupted; nothing half-written is visible (run `modelcycle gc` to tidy)"
+__all__ = ["INTERRUPTED", "run_app"]
+
 _INTERRUPT_CODE = 130
 
 
@@ -58,10 +60,7 @@ def run_app(app: typer.Typer, prog_name: str, *, interrupted: str | None = INTER
     try:
         code = app(prog_name=prog_name, standalone_mode=False)
     except ModelcycleError as e:
-        err_console.print(f"error: {e.message}", markup=False)
-        if e.hint:
-            err_console.print(f"  hint: {e.hint}", markup=False)
-        sys.exit(exit_code(e))
+        sys.exit(print_error(e))
     except EXITS as e:
         code = getattr(e, "exit_code", 0)
     except ABORTS:
