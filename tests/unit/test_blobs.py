@@ -12,11 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modelcycle.blobs import BlobStore, PutResult, open_blob_store, shard
+from modelcycle.blobs import BlobStore, PutResult, copying, open_blob_store, shard
 from modelcycle.blobs.local import LocalBlobStore, storage_error
 from modelcycle.blobs.s3 import S3BlobStore
 from modelcycle.core.errors import (
     BlobCorruptedError,
+    InputDataError,
     NotFoundError,
     StorageError,
     UsageError,
@@ -414,6 +415,69 @@ def test_local_batch_never_reuses_a_crashed_batchs_staging_folder(
     [result] = put(local, b"complete content")
     assert local.read_bytes(result.oid) == b"complete content"
     assert list(local.iter_temp_files()) == [leftover]  # left for gc, never renamed
+
+
+@pytest.fixture
+def small_direct(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Direct copies from 1 MiB in chunks of 256 KiB, so a test file of a few MiB
+    takes the path a file of gigabytes takes."""
+    monkeypatch.setattr(copying, "DIRECT_MIN", 1 << 20)
+    monkeypatch.setattr(copying, "_CHUNK", 256 << 10)
+
+
+@pytest.mark.parametrize("size", [1 << 20, (3 << 20) + 5, (3 << 20) - 4096])
+def test_local_big_files_are_copied_direct_and_whole(
+    local: LocalBlobStore, tmp_path: Path, small_direct: None, size: int
+) -> None:
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom(size))
+    fd, direct = copying.open_for_copy(str(tmp_path / "probe"), size)
+    os.close(fd)
+    assert direct  # the test's filesystem takes direct writes: that path is what runs
+    oid = hash_file(src)
+    with local.batch() as batch:
+        assert batch.put_file(src, oid, size) == PutResult(oid, size, added=True)
+    assert local.read_bytes(oid) == src.read_bytes()
+    assert stat.S_IMODE(local.path(oid).stat().st_mode) == 0o444
+
+
+def test_local_copy_falls_back_to_buffered_where_direct_io_is_refused(
+    local: LocalBlobStore, tmp_path: Path, small_direct: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom((2 << 20) + 1))
+    real_open = os.open
+
+    def no_direct_io(path: str, flags: int, mode: int = 0o777) -> int:
+        if flags & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(os, "open", no_direct_io)
+    fd, direct = copying.open_for_copy(str(tmp_path / "probe"), 2 << 20)
+    os.close(fd)
+    assert not direct
+    oid = hash_file(src)
+    with local.batch() as batch:
+        batch.put_file(src, oid, src.stat().st_size)
+    monkeypatch.undo()
+    assert local.read_bytes(oid) == src.read_bytes()
+
+
+@pytest.mark.parametrize("size", [3000, 3 << 20])
+def test_local_a_file_changed_after_hashing_is_refused_not_stored(
+    local: LocalBlobStore, tmp_path: Path, small_direct: None, size: int
+) -> None:
+    src = tmp_path / "data.bin"
+    src.write_bytes(os.urandom(size))
+    oid = hash_file(src)
+    src.write_bytes(os.urandom(size))  # a writer changes it before it is copied
+    changed = pytest.raises(InputDataError, match="changed while it was being added")
+    with changed, local.batch() as batch:
+        batch.put_file(src, oid, size)
+    assert not local.exists(oid)
+    assert list(local.iter_oids()) == []
+    assert list(local.iter_temp_files()) == []
 
 
 def test_local_store_on_a_folder_that_does_not_exist_yet(tmp_path: Path) -> None:

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from modelcycle.blobs.base import BlobBatch, BlobStore, PutResult, shard
-from modelcycle.core.errors import StorageError
+from modelcycle.blobs.copying import copy_hashing, open_for_copy
+from modelcycle.core.errors import InputDataError, StorageError
 from modelcycle.core.hashing import hash_bytes
 
 
@@ -247,24 +248,29 @@ class LocalBatch(BlobBatch):
         tmp = self._claim(oid)
         if tmp is None:
             return PutResult(oid, size, added=False)
-        import shutil
-
         try:
             if move and _rename_into(path, tmp):
                 os.chmod(tmp, 0o444)
                 return PutResult(oid, size, added=True)
             try:
-                shutil.copyfile(path, tmp)
+                fd, direct = open_for_copy(tmp, size)
             except FileNotFoundError:
-                if not os.path.exists(path):
-                    raise
                 os.makedirs(os.path.dirname(tmp), exist_ok=True)
-                shutil.copyfile(path, tmp)
-            os.chmod(tmp, 0o444)
+                fd, direct = open_for_copy(tmp, size)
+            try:
+                digest, copied = copy_hashing(path, fd, direct)
+            finally:
+                os.close(fd)
         except OSError as e:
             _unlink(tmp)
             raise storage_error(e, self.store.root) from e
-        return PutResult(oid, size, added=True)
+        if digest != oid:
+            _unlink(tmp)
+            raise InputDataError(
+                f"{os.fspath(path)} changed while it was being added",
+                hint="add it again once nothing else is writing to it",
+            )
+        return PutResult(oid, copied, added=True)
 
     def put_bytes(self, data: bytes, oid: str | None = None) -> PutResult:
         oid = oid or hash_bytes(data)
