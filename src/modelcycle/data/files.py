@@ -66,12 +66,18 @@ class ScannedFile(NamedTuple):
 
 def scan(root: Path) -> list[ScannedFile]:
     """Every regular file under ``root`` (or ``root`` itself), sorted by relative path."""
+    # tuple.__new__ makes the named tuples without the Python-level call their
+    # constructor is: a quarter of the time around 20,000 stat calls.
+    new = tuple.__new__
     out = [
-        ScannedFile(
-            rel,
-            abspath,
-            (st.st_size, st.st_mtime_ns, st.st_ino),
-            0o755 if st.st_mode & _S_IXUSR else 0o644,
+        new(
+            ScannedFile,
+            (
+                rel,
+                abspath,
+                (st.st_size, st.st_mtime_ns, st.st_ino),
+                0o755 if st.st_mode & _S_IXUSR else 0o644,
+            ),
         )
         for rel, abspath, st in _walk(root)
     ]
@@ -155,11 +161,12 @@ def ingest(
     todo: list[int] = []  # to hash (and store unless known)
     unstored: list[int] = []  # hash known from the cache, but maybe not stored
     named = 0  # files whose path the cache knows, with the same stat or not
+    new, get, add = tuple.__new__, cached.get, entries.append  # (as in `scan`)
     for i, (rel, abspath, key, mode) in enumerate(files):
-        hit = cached.get(abspath[cut:])
+        hit = get(abspath[cut:])
         if hit is not None and hit[0] == key:
             oid = hit[1]
-            entries.append(FileEntry(rel, oid, key[0], mode))
+            add(new(FileEntry, (rel, oid, key[0], mode)))
             if oid not in known_oids:
                 unstored.append(i)
             named += 1
