@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 
 from modelcycle.blobs import PutResult
+from modelcycle.blobs import local as local_blobs
 from modelcycle.blobs.local import LocalBlobStore
 from modelcycle.core.errors import InputDataError, IntegrityError, NotFoundError
 from modelcycle.core.hashing import hash_bytes
 from modelcycle.core.statcache import StatCache
+from modelcycle.data import files as files_module
 from modelcycle.data.files import (
     FileChanges,
     _racy,
@@ -105,7 +107,69 @@ def test_changes_to_dict() -> None:
 # ---------------------------------------------------------------- scan
 
 
-def test_scan_lists_files_sorted_and_skips_tool_folders(tmp_path: Path) -> None:
+@pytest.fixture(params=["c", "python"])
+def listing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with the C folder listing, then with its os.scandir fallback."""
+    if request.param == "python":
+        monkeypatch.setattr(files_module, "_list_folder", files_module._scandir)
+    return str(request.param)
+
+
+def test_the_c_helpers_are_built() -> None:
+    """The install compiled modelcycle.core._native (hatch_build.py; a C compiler is
+    there), so the tests here compare it with the fallback, not the fallback with itself."""
+    assert files_module._list_folder is not files_module._scandir
+    assert local_blobs._syncfs is not local_blobs._ctypes_syncfs
+
+
+def test_the_c_listing_sees_what_os_scandir_sees(tmp_path: Path) -> None:
+    write_tree(tmp_path, {"a.txt": b"a", "run.sh": b"#!", ".hidden": b"h", "sub/b.txt": b"b"})
+    (tmp_path / "run.sh").chmod(0o755)
+    (tmp_path / ".git").mkdir()
+    os.symlink("a.txt", tmp_path / "link_to_file")
+    os.symlink("sub", tmp_path / "link_to_folder")
+    os.symlink("nowhere", tmp_path / "broken_link")
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / os.fsdecode(b"caf\xe9.txt")).write_bytes(b"not UTF-8")
+    for n in range(600):  # enough for the C listing to stat on two threads
+        (tmp_path / "sub" / f"{n}.txt").write_bytes(b"x" * n)
+    for folder in (tmp_path, tmp_path / "sub"):
+        c_files, c_folders = files_module._list_folder(str(folder))
+        py_files, py_folders = files_module._scandir(str(folder))
+        assert sorted(c_files) == sorted(py_files)
+        assert sorted(c_folders) == sorted(py_folders)
+    c_files, c_folders = files_module._list_folder(str(tmp_path))
+    names = sorted(name for name, _key, _mode in c_files)
+    assert names == sorted(
+        [".hidden", "a.txt", "link_to_file", "run.sh", os.fsdecode(b"caf\xe9.txt")]
+    )
+    assert sorted(c_folders) == [".git", "sub"]
+
+
+def test_the_c_listing_raises_as_os_scandir_does(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"")
+    for path, error in (
+        (tmp_path / "nope", FileNotFoundError),
+        (tmp_path / "f", NotADirectoryError),
+    ):
+        for list_folder in (files_module._list_folder, files_module._scandir):
+            with pytest.raises(error) as raised:
+                list_folder(str(path))
+            assert raised.value.filename == str(path)
+
+
+def test_syncfs_with_and_without_the_c_helpers(tmp_path: Path) -> None:
+    fd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        local_blobs._syncfs(fd)
+        local_blobs._ctypes_syncfs(fd)
+    finally:
+        os.close(fd)
+    with pytest.raises(OSError):
+        local_blobs._syncfs(fd)  # closed now
+
+
+def test_scan_lists_files_sorted_and_skips_tool_folders(tmp_path: Path, listing: str) -> None:
     write_tree(
         tmp_path,
         {
@@ -128,7 +192,7 @@ def test_scan_lists_files_sorted_and_skips_tool_folders(tmp_path: Path) -> None:
     assert by_rel["b.txt"].key[0] == 1
 
 
-def test_scan_records_size_mtime_inode_and_mode(tmp_path: Path) -> None:
+def test_scan_records_size_mtime_inode_and_mode(tmp_path: Path, listing: str) -> None:
     write_tree(tmp_path, {"run.sh": b"#!/bin/sh\n", "data.txt": b"12345"})
     (tmp_path / "run.sh").chmod(0o755)
     (tmp_path / "data.txt").chmod(0o600)
@@ -139,19 +203,19 @@ def test_scan_records_size_mtime_inode_and_mode(tmp_path: Path) -> None:
     assert by_rel["run.sh"].mode == 0o755
 
 
-def test_scan_a_single_file(tmp_path: Path) -> None:
+def test_scan_a_single_file(tmp_path: Path, listing: str) -> None:
     write_tree(tmp_path, {"one.csv": b"a,b\n"})
     [found] = scan(tmp_path / "one.csv")
     assert found.rel == "one.csv"
     assert found.key[0] == 4
 
 
-def test_scan_a_missing_path(tmp_path: Path) -> None:
+def test_scan_a_missing_path(tmp_path: Path, listing: str) -> None:
     with pytest.raises(NotFoundError, match="does not exist"):
         scan(tmp_path / "nope")
 
 
-def test_scan_does_not_follow_folder_symlinks(tmp_path: Path) -> None:
+def test_scan_does_not_follow_folder_symlinks(tmp_path: Path, listing: str) -> None:
     write_tree(tmp_path, {"real/f.txt": b"f", "outside/g.txt": b"g"})
     root = tmp_path / "real"
     os.symlink(tmp_path / "outside", root / "link")
@@ -519,7 +583,9 @@ def test_same_mtime_and_inode_but_a_new_size_is_hashed_again(tmp_path: Path) -> 
     assert _ingest_twice(tmp_path, grow) == (1, hash_bytes(b"0123456789!"))
 
 
-def test_folder_changes_uses_the_cache_only_where_the_stat_matches(tmp_path: Path) -> None:
+def test_folder_changes_uses_the_cache_only_where_the_stat_matches(
+    tmp_path: Path, listing: str
+) -> None:
     src = tmp_path / "src"
     write_tree(src, {"a.txt": b"alpha", "b.txt": b"beta", "c.txt": b"gamma"})
     for name in ("a.txt", "b.txt", "c.txt"):
@@ -540,6 +606,16 @@ def test_folder_changes_uses_the_cache_only_where_the_stat_matches(tmp_path: Pat
     changes = folder_changes(src, index, cache_path)
     assert changes == FileChanges(["e.txt"], [], ["b.txt"], [("c.txt", "d.txt")])
     assert changes == compare(added.manifest, current_manifest(src, cache_path))
+
+
+def test_folder_changes_of_a_single_file(tmp_path: Path) -> None:
+    one = tmp_path / "one.csv"
+    one.write_bytes(b"a,b\n1,2\n")
+    cache_path = tmp_path / "state" / "stat.db"
+    assert folder_changes(one, {"one.csv": hash_bytes(b"a,b\n1,2\n")}, cache_path).clean
+    one.write_bytes(b"a,b\n1,3\n")
+    changes = folder_changes(one, {"one.csv": hash_bytes(b"a,b\n1,2\n")}, cache_path)
+    assert changes == FileChanges([], [], ["one.csv"], [])
 
 
 # ---------------------------------------------------------------- manifest bytes

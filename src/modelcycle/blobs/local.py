@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from modelcycle.blobs.base import BlobBatch, BlobStore, PutResult, shard
 from modelcycle.blobs.copying import copy_hashing, open_for_copy
@@ -30,22 +29,28 @@ from modelcycle.core.errors import InputDataError, StorageError
 from modelcycle.core.hashing import hash_bytes
 
 
-@functools.cache
-def _libc_syncfs() -> Any:
-    """The C library's syncfs, or None (ctypes is imported on first use: commands that
-    only read blobs never need it)."""
-    import ctypes
+def _ctypes_syncfs(fd: int) -> None:
+    """syncfs(2) through ctypes, where the C helpers were not built (or os.sync)."""
+    import ctypes  # here: 3 ms to import, and only this fallback needs it
 
-    return getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
+    libc_syncfs = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
+    if libc_syncfs is None or libc_syncfs(fd) != 0:
+        raise OSError(ctypes.get_errno(), "syncfs failed")
+
+
+try:
+    from modelcycle.core._native import syncfs as _syncfs
+except ImportError:
+    _syncfs = _ctypes_syncfs
 
 
 def syncfs(path: Path) -> None:
     """Flush every dirty page of the filesystem holding ``path`` to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        libc_syncfs = _libc_syncfs()
-        if libc_syncfs is None or libc_syncfs(fd) != 0:
-            os.sync()
+        _syncfs(fd)
+    except OSError:
+        os.sync()  # no syncfs here: every filesystem, which covers this one
     finally:
         os.close(fd)
 
