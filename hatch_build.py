@@ -46,6 +46,7 @@ def compile_native(root: Path) -> Path | None:
     flags = ["-O2", "-shared", "-fPIC", "-pthread", f"-I{include}", str(source), "-o", str(out)]
     # The compiler Python was built with, else the system's.
     compilers = [shlex.split(str(sysconfig.get_config_var("CC") or "cc")), ["cc"]]
+    out.unlink(missing_ok=True)  # a failed build must not leave an older one in use
     failures = []
     for compiler in compilers:
         try:

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from modelcycle.blobs import PutResult
 from modelcycle.blobs import local as local_blobs
@@ -16,6 +18,7 @@ from modelcycle.core.errors import InputDataError, IntegrityError, NotFoundError
 from modelcycle.core.hashing import hash_bytes
 from modelcycle.core.statcache import StatCache
 from modelcycle.data import files as files_module
+from modelcycle.data import manifest as manifest_module
 from modelcycle.data.files import (
     FileChanges,
     _racy,
@@ -108,10 +111,13 @@ def test_changes_to_dict() -> None:
 
 
 @pytest.fixture(params=["c", "python"])
-def listing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run a test with the C folder listing, then with its os.scandir fallback."""
+def helpers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with the C helpers (modelcycle.core._native), then with the Python
+    code a package built without a C compiler uses."""
     if request.param == "python":
         monkeypatch.setattr(files_module, "_list_folder", files_module._scandir)
+        monkeypatch.setattr(files_module, "_match", files_module._match_cached)
+        monkeypatch.setattr(manifest_module, "_encode_file_rows", manifest_module._json_file_rows)
     return str(request.param)
 
 
@@ -119,6 +125,8 @@ def test_the_c_helpers_are_built() -> None:
     """The install compiled modelcycle.core._native (hatch_build.py; a C compiler is
     there), so the tests here compare it with the fallback, not the fallback with itself."""
     assert files_module._list_folder is not files_module._scandir
+    assert files_module._match is not files_module._match_cached
+    assert manifest_module._encode_file_rows is not manifest_module._json_file_rows
     assert local_blobs._syncfs is not local_blobs._ctypes_syncfs
 
 
@@ -158,6 +166,41 @@ def test_the_c_listing_raises_as_os_scandir_does(tmp_path: Path) -> None:
             assert raised.value.filename == str(path)
 
 
+_PATHS = st.text(st.sampled_from("ab/é"), min_size=1, max_size=4)
+_KEYS = st.tuples(st.integers(0, 3), st.integers(0, 3), st.integers(0, 3))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    scanned=st.dictionaries(_PATHS, st.tuples(_KEYS, st.sampled_from([0o644, 0o755])), max_size=8),
+    cached=st.dictionaries(_PATHS, st.tuples(_KEYS, st.sampled_from(["o1", "o2", "o3"]))),
+    known=st.sets(st.sampled_from(["o1", "o2", "o3"])),
+    elsewhere=st.sampled_from(["", "/data/sub/", "/other/"]),
+)
+def test_the_c_cache_match_agrees_with_python(
+    scanned: dict[str, tuple[tuple[int, int, int], int]],
+    cached: dict[str, tuple[tuple[int, int, int], str]],
+    known: set[str],
+    elsewhere: str,
+) -> None:
+    """Files scanned from the cache's folder (keyed by their own relative path), and
+    maybe one from elsewhere: under the folder (keyed by a path cut from its absolute
+    path) or outside it (no verdict)."""
+    files = [
+        files_module.ScannedFile(rel, f"/data/{rel}", key, mode)
+        for rel, (key, mode) in sorted(scanned.items())
+    ]
+    if elsewhere and files:
+        files[-1] = files[-1]._replace(abspath=elsewhere + files[-1].rel)
+    args = (files, cached, "/data/", known, FileEntry)
+    c_result = files_module._match(*args)
+    assert c_result == files_module._match_cached(*args)
+    if c_result is not None:
+        assert [type(e) for e in c_result[0] if e is not None] == [FileEntry] * (
+            len(files) - len(c_result[1])
+        )
+
+
 def test_syncfs_with_and_without_the_c_helpers(tmp_path: Path) -> None:
     fd = os.open(tmp_path, os.O_RDONLY)
     try:
@@ -169,7 +212,7 @@ def test_syncfs_with_and_without_the_c_helpers(tmp_path: Path) -> None:
         local_blobs._syncfs(fd)  # closed now
 
 
-def test_scan_lists_files_sorted_and_skips_tool_folders(tmp_path: Path, listing: str) -> None:
+def test_scan_lists_files_sorted_and_skips_tool_folders(tmp_path: Path, helpers: str) -> None:
     write_tree(
         tmp_path,
         {
@@ -192,7 +235,7 @@ def test_scan_lists_files_sorted_and_skips_tool_folders(tmp_path: Path, listing:
     assert by_rel["b.txt"].key[0] == 1
 
 
-def test_scan_records_size_mtime_inode_and_mode(tmp_path: Path, listing: str) -> None:
+def test_scan_records_size_mtime_inode_and_mode(tmp_path: Path, helpers: str) -> None:
     write_tree(tmp_path, {"run.sh": b"#!/bin/sh\n", "data.txt": b"12345"})
     (tmp_path / "run.sh").chmod(0o755)
     (tmp_path / "data.txt").chmod(0o600)
@@ -203,19 +246,19 @@ def test_scan_records_size_mtime_inode_and_mode(tmp_path: Path, listing: str) ->
     assert by_rel["run.sh"].mode == 0o755
 
 
-def test_scan_a_single_file(tmp_path: Path, listing: str) -> None:
+def test_scan_a_single_file(tmp_path: Path, helpers: str) -> None:
     write_tree(tmp_path, {"one.csv": b"a,b\n"})
     [found] = scan(tmp_path / "one.csv")
     assert found.rel == "one.csv"
     assert found.key[0] == 4
 
 
-def test_scan_a_missing_path(tmp_path: Path, listing: str) -> None:
+def test_scan_a_missing_path(tmp_path: Path, helpers: str) -> None:
     with pytest.raises(NotFoundError, match="does not exist"):
         scan(tmp_path / "nope")
 
 
-def test_scan_does_not_follow_folder_symlinks(tmp_path: Path, listing: str) -> None:
+def test_scan_does_not_follow_folder_symlinks(tmp_path: Path, helpers: str) -> None:
     write_tree(tmp_path, {"real/f.txt": b"f", "outside/g.txt": b"g"})
     root = tmp_path / "real"
     os.symlink(tmp_path / "outside", root / "link")
@@ -225,7 +268,7 @@ def test_scan_does_not_follow_folder_symlinks(tmp_path: Path, listing: str) -> N
 # ---------------------------------------------------------------- ingest
 
 
-def test_ingest_stores_every_file_and_builds_the_manifest(tmp_path: Path) -> None:
+def test_ingest_stores_every_file_and_builds_the_manifest(tmp_path: Path, helpers: str) -> None:
     src = tmp_path / "src"
     write_tree(src, {"a.txt": b"alpha", "b/c.txt": b"gamma", "b/dup.txt": b"alpha"})
     store = LocalBlobStore(tmp_path / "blobs")
@@ -373,7 +416,7 @@ def test_ingest_counts_an_empty_file_as_added(tmp_path: Path) -> None:
     assert result.files_added == 2
 
 
-def test_ingest_skips_known_blobs(tmp_path: Path) -> None:
+def test_ingest_skips_known_blobs(tmp_path: Path, helpers: str) -> None:
     src = tmp_path / "src"
     write_tree(src, {"a.txt": b"alpha", "b.txt": b"beta"})
     store = LocalBlobStore(tmp_path / "blobs")
@@ -446,7 +489,7 @@ def test_racy_margin_for_whole_second_mtimes(mtime_ns: int, racy: bool) -> None:
     assert _racy(mtime_ns, 1_700_000_003_100_000_000) is racy
 
 
-def test_ingest_uses_the_stat_cache_for_unchanged_files(tmp_path: Path) -> None:
+def test_ingest_uses_the_stat_cache_for_unchanged_files(tmp_path: Path, helpers: str) -> None:
     src = tmp_path / "src"
     write_tree(src, {"a.txt": b"alpha", "b.txt": b"beta"})
     old = 1_000_000_000  # well past the racy window
@@ -505,6 +548,7 @@ def test_the_stat_cache_forgets_deleted_files_but_not_the_folder_of_one_file(
 
 def test_the_stat_cache_is_left_alone_when_the_root_does_not_hold_the_files(
     tmp_path: Path,
+    helpers: str,
 ) -> None:
     """As when a symbolic link on the way to the folder changes between scan and ingest."""
     src = tmp_path / "src"
@@ -564,7 +608,7 @@ def test_same_size_new_bytes_and_new_mtime_is_hashed_again(tmp_path: Path) -> No
     assert _ingest_twice(tmp_path, rewrite) == (1, hash_bytes(b"9876543210"))
 
 
-def test_same_size_and_mtime_but_a_new_inode_is_hashed_again(tmp_path: Path) -> None:
+def test_same_size_and_mtime_but_a_new_inode_is_hashed_again(tmp_path: Path, helpers: str) -> None:
     def replace(path: Path) -> None:
         new = path.with_name("tmp")
         new.write_bytes(b"abcdefghij")
@@ -584,7 +628,7 @@ def test_same_mtime_and_inode_but_a_new_size_is_hashed_again(tmp_path: Path) -> 
 
 
 def test_folder_changes_uses_the_cache_only_where_the_stat_matches(
-    tmp_path: Path, listing: str
+    tmp_path: Path, helpers: str
 ) -> None:
     src = tmp_path / "src"
     write_tree(src, {"a.txt": b"alpha", "b.txt": b"beta", "c.txt": b"gamma"})
@@ -637,6 +681,28 @@ def test_manifest_bytes_keep_their_format(tmp_path: Path) -> None:
         tuple(sorted(files.files, key=lambda e: e.path))
     )
     assert file_index(files.to_bytes(), "t@1") == {"a.txt": "11", "b/ü.txt": "22"}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.text(min_size=1),  # any path: quotes, control characters, non-ASCII, surrogates
+        st.tuples(st.text(), st.integers(min_value=0, max_value=2**63 - 1), st.integers(0, 511)),
+        max_size=12,
+    )
+)
+def test_the_c_manifest_encoder_writes_what_json_writes(
+    rows: dict[str, tuple[str, int, int]],
+) -> None:
+    files = FileManifest(tuple(FileEntry(p, o, s, m) for p, (o, s, m) in rows.items()))
+    entries = sorted(files.files, key=lambda e: e.path)
+    assert files.to_bytes() == manifest_module._json_file_rows(entries)
+
+
+def test_the_c_manifest_encoder_refuses_rows_of_another_shape() -> None:
+    for bad in ([("a", "1", 1)], [("a", 1, 1, 1)], [("a", "1", "1", 1)], [["a", "1", 1, 1]]):
+        with pytest.raises(TypeError, match="manifest row"):
+            manifest_module._encode_file_rows(bad)  # type: ignore[arg-type]
 
 
 def test_file_index_refuses_a_broken_or_table_manifest() -> None:

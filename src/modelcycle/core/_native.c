@@ -7,6 +7,10 @@
  * files are stat'ed by two threads with the GIL released, and each file becomes one
  * tuple.
  *
+ * encode_file_rows: a file manifest's JSON, four times as fast as json.dumps writes it.
+ *
+ * match_cached: which scanned files the stat cache knows, and their manifest entries.
+ *
  * syncfs: syncfs(2), which the os module lacks (ctypes costs 3 ms to import).
  *
  * Built at install by hatch_build.py where a C compiler is; the package falls back to
@@ -230,11 +234,201 @@ static PyObject *sync_filesystem(PyObject *Py_UNUSED(self), PyObject *arg) {
     Py_RETURN_NONE;
 }
 
+/* --- encode_file_rows ---------------------------------------------------------- */
+
+typedef struct {
+    char *data;
+    size_t len, cap;
+} buffer_t;
+
+static int put(buffer_t *b, const char *s, size_t n) {
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 1 << 16;
+        while (cap < b->len + n)
+            cap *= 2;
+        char *grown = realloc(b->data, cap);
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        b->data = grown;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    return 0;
+}
+
+/* A JSON string as json.dumps writes it (ensure_ascii): printable ASCII but for the
+ * quote and the backslash is copied, anything else goes through json's own encoder. */
+static int put_string(buffer_t *b, PyObject *s, PyObject *escape) {
+    if (!PyUnicode_Check(s)) {
+        PyErr_SetString(PyExc_TypeError, "a manifest row's path and oid must be str");
+        return -1;
+    }
+    if (PyUnicode_IS_ASCII(s)) {
+        const char *chars = (const char *)PyUnicode_DATA(s);
+        Py_ssize_t n = PyUnicode_GET_LENGTH(s), i = 0;
+        while (i < n && chars[i] >= ' ' && chars[i] <= '~' && chars[i] != '"' && chars[i] != '\\')
+            i++;
+        if (i == n)
+            return put(b, "\"", 1) || put(b, chars, (size_t)n) || put(b, "\"", 1);
+    }
+    PyObject *quoted = PyObject_CallOneArg(escape, s);
+    if (quoted == NULL)
+        return -1;
+    Py_ssize_t n;
+    const char *chars = PyUnicode_AsUTF8AndSize(quoted, &n);
+    int failed = chars == NULL || put(b, chars, (size_t)n);
+    Py_DECREF(quoted);
+    return failed ? -1 : 0;
+}
+
+static int put_int(buffer_t *b, PyObject *value) {
+    long long v = PyLong_AsLongLong(value);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    char digits[24];
+    int n = snprintf(digits, sizeof digits, "%lld", v);
+    return put(b, digits, (size_t)n);
+}
+
+static PyObject *encode_file_rows(PyObject *Py_UNUSED(self), PyObject *args) {
+    PyObject *rows, *escape;
+    if (!PyArg_ParseTuple(args, "O!O", &PyList_Type, &rows, &escape))
+        return NULL;
+    buffer_t b = {NULL, 0, 0};
+    int failed = put(&b, "{\"kind\":\"files\",\"files\":[", 25);
+    Py_ssize_t n = PyList_GET_SIZE(rows);
+    for (Py_ssize_t i = 0; !failed && i < n; i++) {
+        PyObject *row = PyList_GET_ITEM(rows, i);
+        if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) != 4 ||
+            !PyLong_Check(PyTuple_GET_ITEM(row, 2)) || !PyLong_Check(PyTuple_GET_ITEM(row, 3))) {
+            PyErr_SetString(PyExc_TypeError, "a manifest row is (path, oid, size, mode)");
+            failed = 1;
+            break;
+        }
+        failed = (i && put(&b, ",", 1)) || put(&b, "[", 1) ||
+                 put_string(&b, PyTuple_GET_ITEM(row, 0), escape) || put(&b, ",", 1) ||
+                 put_string(&b, PyTuple_GET_ITEM(row, 1), escape) || put(&b, ",", 1) ||
+                 put_int(&b, PyTuple_GET_ITEM(row, 2)) || put(&b, ",", 1) ||
+                 put_int(&b, PyTuple_GET_ITEM(row, 3)) || put(&b, "]", 1);
+    }
+    failed = failed || put(&b, "]}", 2);
+    PyObject *result = failed ? NULL : PyBytes_FromStringAndSize(b.data, (Py_ssize_t)b.len);
+    free(b.data);
+    return result;
+}
+
+/* --- match_cached ---------------------------------------------------------------- */
+
+static int append_index(PyObject *list, Py_ssize_t i) {
+    PyObject *n = PyLong_FromSsize_t(i);
+    int failed = n == NULL || PyList_Append(list, n) != 0;
+    Py_XDECREF(n);
+    return failed ? -1 : 0;
+}
+
+static PyObject *match_cached(PyObject *Py_UNUSED(self), PyObject *args) {
+    PyObject *files, *cached, *prefix, *known;
+    PyTypeObject *entry_type;
+    if (!PyArg_ParseTuple(args, "O!O!UO!O!", &PyList_Type, &files, &PyDict_Type, &cached,
+                          &prefix, &PySet_Type, &known, &PyType_Type, &entry_type))
+        return NULL;
+    if (!PyType_IsSubtype(entry_type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "entry_type must be a tuple type");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(files), cut = PyUnicode_GET_LENGTH(prefix);
+    Py_ssize_t named = 0;
+    PyObject *entries = PyList_New(n), *todo = PyList_New(0), *unstored = PyList_New(0);
+    PyObject *result = NULL;
+    if (entries == NULL || todo == NULL || unstored == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *f = PyList_GET_ITEM(files, i);
+        if (!PyTuple_Check(f) || PyTuple_GET_SIZE(f) != 4 ||
+            !PyUnicode_Check(PyTuple_GET_ITEM(f, 0)) || !PyUnicode_Check(PyTuple_GET_ITEM(f, 1)) ||
+            !PyTuple_Check(PyTuple_GET_ITEM(f, 2)) || PyTuple_GET_SIZE(PyTuple_GET_ITEM(f, 2)) < 1) {
+            PyErr_SetString(PyExc_TypeError, "a scanned file is (rel, abspath, key, mode)");
+            goto done;
+        }
+        PyObject *rel = PyTuple_GET_ITEM(f, 0), *abspath = PyTuple_GET_ITEM(f, 1);
+        PyObject *key = PyTuple_GET_ITEM(f, 2), *mode = PyTuple_GET_ITEM(f, 3);
+        Py_ssize_t len = PyUnicode_GET_LENGTH(abspath);
+        int under = PyUnicode_Tailmatch(abspath, prefix, 0, cut, -1);
+        if (under < 0)
+            goto done;
+        if (!under) { /* not under the folder any more: the caller hashes every file */
+            Py_INCREF(Py_None);
+            result = Py_None;
+            goto done;
+        }
+        /* The cache's key is the path under the folder: the file's own relative path
+         * when it was scanned from this folder (the usual case), else cut from it. */
+        PyObject *name;
+        int same = PyUnicode_GET_LENGTH(rel) == len - cut &&
+                   PyUnicode_Tailmatch(abspath, rel, cut, len, 1) == 1;
+        if (same) {
+            name = rel;
+            Py_INCREF(name);
+        } else if ((name = PyUnicode_Substring(abspath, cut, len)) == NULL) {
+            goto done;
+        }
+        PyObject *hit = PyDict_GetItemWithError(cached, name);
+        Py_DECREF(name);
+        if (hit == NULL && PyErr_Occurred())
+            goto done;
+        int fresh = 0;
+        if (hit != NULL && PyTuple_Check(hit) && PyTuple_GET_SIZE(hit) == 2) {
+            fresh = PyObject_RichCompareBool(PyTuple_GET_ITEM(hit, 0), key, Py_EQ);
+            if (fresh < 0)
+                goto done;
+        }
+        named += hit != NULL;
+        if (!fresh) {
+            Py_INCREF(Py_None);
+            PyList_SET_ITEM(entries, i, Py_None);
+            if (append_index(todo, i))
+                goto done;
+            continue;
+        }
+        PyObject *oid = PyTuple_GET_ITEM(hit, 1);
+        PyObject *entry = entry_type->tp_alloc(entry_type, 4);
+        if (entry == NULL)
+            goto done;
+        PyObject *items[4] = {rel, oid, PyTuple_GET_ITEM(key, 0), mode};
+        for (int k = 0; k < 4; k++) {
+            Py_INCREF(items[k]);
+            PyTuple_SET_ITEM(entry, k, items[k]);
+        }
+        PyList_SET_ITEM(entries, i, entry);
+        int stored = PySet_Contains(known, oid);
+        if (stored < 0 || (!stored && append_index(unstored, i)))
+            goto done;
+    }
+    result = Py_BuildValue("(OOOn)", entries, todo, unstored, named);
+done:
+    /* Slots of entries never reached are NULL, which list deallocation skips. */
+    Py_XDECREF(entries);
+    Py_XDECREF(todo);
+    Py_XDECREF(unstored);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"scan_folder", scan_folder, METH_O,
      "scan_folder(path) -> (files, folders): [(name, (size, mtime_ns, inode), st_mode)]\n"
      "of the folder's regular files (links to files followed) and the names of its\n"
      "subfolders (links to folders left out), in no particular order."},
+    {"encode_file_rows", encode_file_rows, METH_VARARGS,
+     "encode_file_rows(rows, escape) -> bytes: the file manifest of the sorted rows\n"
+     "(path, oid, size, mode), byte for byte as json.dumps(separators=(',', ':')) writes\n"
+     "it; escape is json.encoder.encode_basestring_ascii, for strings that need it."},
+    {"match_cached", match_cached, METH_VARARGS,
+     "match_cached(files, cached, prefix, known, entry_type) -> (entries, todo, unstored,\n"
+     "named), or None when a file is not under prefix: the stat cache's verdict on each\n"
+     "scanned file, as modelcycle.data.files.ingest makes it in Python."},
     {"syncfs", sync_filesystem, METH_O,
      "syncfs(fd): write out every dirty page of the filesystem holding the open fd."},
     {NULL, NULL, 0, NULL}};
