@@ -61,12 +61,16 @@ def _json_file_rows(rows: list[FileEntry]) -> bytes:
 try:
     # The same bytes, four times as fast (built at install where a C compiler is).
     from modelcycle.core._native import encode_file_rows as _c_encode_file_rows
+    from modelcycle.core._native import file_manifest_oids as _c_file_manifest_oids
 
     def _encode_file_rows(rows: list[FileEntry]) -> bytes:
         return _c_encode_file_rows(rows, encode_basestring_ascii)
 
 except ImportError:
     _encode_file_rows = _json_file_rows
+
+    def _c_file_manifest_oids(data: bytes, /) -> set[str] | None:
+        return None  # json reads every manifest
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +126,8 @@ def file_index(data: bytes, where: str) -> dict[str, str]:
 def file_oids(data: bytes, where: str) -> set[str]:
     """The blobs the file manifest ``data`` references: all that skipping its (stored)
     blobs on a re-add needs, without the path index `file_index` would build."""
+    if (oids := _c_file_manifest_oids(data)) is not None:
+        return oids  # read in C where laid out as this module writes it: a third of the time
     try:
         return {o for _path, o, _size, _mode in _file_rows(data, where)}
     except (ValueError, TypeError) as e:
