@@ -148,16 +148,24 @@ def test_the_c_listing_sees_what_os_scandir_sees(tmp_path: Path) -> None:
     (tmp_path / os.fsdecode(b"caf\xe9.txt")).write_bytes(b"not UTF-8")
     for n in range(600):  # enough for the C listing to stat on two threads
         (tmp_path / "sub" / f"{n}.txt").write_bytes(b"x" * n)
-    for folder in (tmp_path, tmp_path / "sub"):
-        c_files, c_folders = files_module._list_folder(str(folder))
-        py_files, py_folders = files_module._scandir(str(folder))
+    SF = files_module.ScannedFile
+    for folder, rel in ((tmp_path, ""), (tmp_path / "sub", "sub/")):
+        prefix = f"{folder}/"
+        c_files, c_folders = files_module._list_folder(prefix, rel, SF)
+        py_files, py_folders = files_module._scandir(prefix, rel, SF)
+        assert all(type(f) is SF for f in c_files)
         assert sorted(c_files) == sorted(py_files)
         assert sorted(c_folders) == sorted(py_folders)
-    c_files, c_folders = files_module._list_folder(str(tmp_path))
-    names = sorted(name for name, _key, _mode in c_files)
-    assert names == sorted(
+        # Sorted by the names' bytes: a run the sort of the whole tree finds.
+        assert [os.fsencode(f.rel) for f in c_files] == sorted(os.fsencode(f.rel) for f in c_files)
+    c_files, c_folders = files_module._list_folder(f"{tmp_path}/", "", SF)
+    by_rel = {f.rel: f for f in c_files}
+    assert sorted(by_rel) == sorted(
         [".hidden", "a.txt", "link_to_file", "run.sh", os.fsdecode(b"caf\xe9.txt")]
     )
+    assert by_rel["run.sh"].mode == 0o755 and by_rel["a.txt"].mode == 0o644
+    assert by_rel["link_to_file"].key == by_rel["a.txt"].key  # the link followed
+    assert by_rel["a.txt"].abspath == f"{tmp_path}/a.txt"
     assert sorted(c_folders) == [".git", "sub"]
 
 
@@ -169,8 +177,8 @@ def test_the_c_listing_raises_as_os_scandir_does(tmp_path: Path) -> None:
     ):
         for list_folder in (files_module._list_folder, files_module._scandir):
             with pytest.raises(error) as raised:
-                list_folder(str(path))
-            assert raised.value.filename == str(path)
+                list_folder(f"{path}/", "", files_module.ScannedFile)
+            assert raised.value.filename == f"{path}/"
 
 
 _PATHS = st.text(st.sampled_from("ab/é"), min_size=1, max_size=4)

@@ -165,9 +165,33 @@ static int read_folder(int dfd, entry_t **out, size_t *count) {
     return 0;
 }
 
-static PyObject *scan_folder(PyObject *Py_UNUSED(self), PyObject *arg) {
+static int by_name(const void *a, const void *b) {
+    return strcmp(((const entry_t *)a)->name, ((const entry_t *)b)->name);
+}
+
+/* A new instance of the tuple type `type` holding the n items (references stolen). */
+static PyObject *new_tuple(PyTypeObject *type, PyObject **items, Py_ssize_t n) {
+    PyObject *t = type->tp_alloc(type, n);
+    for (Py_ssize_t k = 0; k < n; k++) {
+        if (t == NULL)
+            Py_XDECREF(items[k]);
+        else
+            PyTuple_SET_ITEM(t, k, items[k]);
+    }
+    return t;
+}
+
+static PyObject *scan_folder(PyObject *Py_UNUSED(self), PyObject *args) {
+    PyObject *prefix, *rel;
+    PyTypeObject *file_type;
+    if (!PyArg_ParseTuple(args, "UUO!", &prefix, &rel, &PyType_Type, &file_type))
+        return NULL;
+    if (!PyType_IsSubtype(file_type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "file_type must be a tuple type");
+        return NULL;
+    }
     PyObject *path_bytes = NULL;
-    if (!PyUnicode_FSConverter(arg, &path_bytes))
+    if (!PyUnicode_FSConverter(prefix, &path_bytes))
         return NULL;
     const char *path = PyBytes_AS_STRING(path_bytes);
     entry_t *entries = NULL;
@@ -176,14 +200,15 @@ static PyObject *scan_folder(PyObject *Py_UNUSED(self), PyObject *arg) {
     Py_BEGIN_ALLOW_THREADS
     int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     err = dfd < 0 ? errno : read_folder(dfd, &entries, &n);
+    if (!err) /* sorted here, the caller's sort of the whole tree finds runs */
+        qsort(entries, n, sizeof(entry_t), by_name);
     Py_END_ALLOW_THREADS
+    Py_DECREF(path_bytes);
     if (err) {
         errno = err;
-        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, arg);
-        Py_DECREF(path_bytes);
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, prefix);
         return NULL;
     }
-    Py_DECREF(path_bytes);
     PyObject *files = PyList_New(0), *folders = PyList_New(0), *result = NULL;
     for (size_t i = 0; files != NULL && folders != NULL && i < n; i++) {
         entry_t *e = &entries[i];
@@ -193,24 +218,46 @@ static PyObject *scan_folder(PyObject *Py_UNUSED(self), PyObject *arg) {
         if (name == NULL)
             goto done;
         if (e->error) {
+            PyObject *where = PyUnicode_Concat(prefix, name);
             errno = e->error;
-            PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, name);
+            if (where != NULL)
+                PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, where);
+            Py_XDECREF(where);
             Py_DECREF(name);
             goto done;
         }
         int failed;
         if (e->kind == KIND_DIR) {
             failed = PyList_Append(folders, name);
-            Py_DECREF(name);
         } else {
             long long mtime_ns =
                 (long long)e->st.st_mtim.tv_sec * 1000000000LL + e->st.st_mtim.tv_nsec;
-            PyObject *item = Py_BuildValue("(N(LLK)I)", name, (long long)e->st.st_size,
-                                           mtime_ns, (unsigned long long)e->st.st_ino,
-                                           (unsigned int)e->st.st_mode);
+            PyObject *key_items[3] = {PyLong_FromLongLong((long long)e->st.st_size),
+                                      PyLong_FromLongLong(mtime_ns),
+                                      PyLong_FromUnsignedLongLong(e->st.st_ino)};
+            PyObject *key = NULL;
+            if (key_items[0] && key_items[1] && key_items[2]) {
+                key = new_tuple(&PyTuple_Type, key_items, 3);
+            } else {
+                for (int k = 0; k < 3; k++)
+                    Py_XDECREF(key_items[k]);
+            }
+            /* (rel path, absolute path, stat key, mode): only the owner's execute bit
+             * is kept, as modelcycle.data.files does */
+            PyObject *items[4] = {PyUnicode_Concat(rel, name), PyUnicode_Concat(prefix, name),
+                                  key,
+                                  PyLong_FromLong((e->st.st_mode & S_IXUSR) ? 0755 : 0644)};
+            PyObject *item = NULL;
+            if (items[0] && items[1] && items[2] && items[3]) {
+                item = new_tuple(file_type, items, 4);
+            } else {
+                for (int k = 0; k < 4; k++)
+                    Py_XDECREF(items[k]);
+            }
             failed = item == NULL || PyList_Append(files, item) != 0;
             Py_XDECREF(item);
         }
+        Py_DECREF(name);
         if (failed)
             goto done;
     }
@@ -495,10 +542,11 @@ done:
 }
 
 static PyMethodDef methods[] = {
-    {"scan_folder", scan_folder, METH_O,
-     "scan_folder(path) -> (files, folders): [(name, (size, mtime_ns, inode), st_mode)]\n"
-     "of the folder's regular files (links to files followed) and the names of its\n"
-     "subfolders (links to folders left out), in no particular order."},
+    {"scan_folder", scan_folder, METH_VARARGS,
+     "scan_folder(prefix, rel, file_type) -> (files, folders): the regular files of the\n"
+     "folder prefix (ending in '/'; links to files followed) as file_type(rel + name,\n"
+     "prefix + name, (size, mtime_ns, inode), 0o755 or 0o644), and the names of its\n"
+     "subfolders (links to folders left out), each sorted by the bytes of the name."},
     {"encode_file_rows", encode_file_rows, METH_VARARGS,
      "encode_file_rows(rows, escape) -> bytes: the file manifest of the sorted rows\n"
      "(path, oid, size, mode), byte for byte as json.dumps(separators=(',', ':')) writes\n"

@@ -65,16 +65,10 @@ def scan(root: Path) -> list[ScannedFile]:
     """Every regular file under ``root`` (or ``root`` itself), sorted by relative path."""
     if _is_file(root):
         return [_file_itself(root)]
-    # tuple.__new__ makes the named tuples without the Python-level call their
-    # constructor is: a quarter of the time around 20,000 stat calls.
-    new = tuple.__new__
     out: list[ScannedFile] = []
-    for rel, prefix, files in _walk(root):
-        out += [
-            new(ScannedFile, (rel + name, prefix + name, key, _mode(st_mode)))
-            for name, key, st_mode in files
-        ]
-    out.sort(key=_BY_REL)
+    for files in _walk(root):
+        out += files
+    out.sort(key=_BY_REL)  # the listings come sorted per folder: this finds runs
     return out
 
 
@@ -95,48 +89,51 @@ def _mode(st_mode: int) -> int:
     return 0o755 if st_mode & _S_IXUSR else 0o644
 
 
-Listing = list[tuple[str, StatKey, int]]  # (name, stat key, st_mode) of a folder's files
-
-
-def _walk(root: Path) -> Iterator[tuple[str, str, Listing]]:
-    """(relative path, absolute path, files) of every folder under the folder ``root``,
-    its own first: the relative and absolute paths end in "/" (but for the root's
-    relative path, ""), and the files are listed in no particular order. Tool folders
-    (.git, .modelcycle, …) and symbolic links to folders are skipped; links to files are
-    followed."""
+def _walk(root: Path) -> Iterator[list[ScannedFile]]:
+    """The regular files of every folder under the folder ``root``, a list per folder,
+    the root's first. Tool folders (.git, .modelcycle, …) and symbolic links to folders
+    are skipped; links to files are followed."""
     stack = [(str(root.resolve()).rstrip("/") + "/", "")]
     while stack:
         prefix, rel = stack.pop()
         try:
-            files, folders = _list_folder(prefix)
+            files, folders = _list_folder(prefix, rel, ScannedFile)
         except PermissionError as e:
             raise InputDataError(
                 f"cannot read folder {prefix}: {e.strerror}",
                 hint="fix its permissions or leave it out",
             ) from e
-        yield rel, prefix, files
+        yield files
         stack += [(f"{prefix}{n}/", f"{rel}{n}/") for n in folders if n not in _SKIP_DIRS]
 
 
-def _scandir(folder: str, /) -> tuple[Listing, list[str]]:
-    """The files of ``folder`` (links to files followed) and the names of its subfolders
-    (links to folders left out), as `modelcycle.core._native.scan_folder` lists them."""
-    files: Listing = []
+def _scandir(
+    prefix: str, rel: str, file_type: type[ScannedFile], /
+) -> tuple[list[ScannedFile], list[str]]:
+    """The regular files of the folder ``prefix`` (ending in "/"; links to files
+    followed) as ``file_type`` records whose paths are ``rel`` and ``prefix`` joined to
+    their names, and the names of its subfolders (links to folders left out), as
+    `modelcycle.core._native.scan_folder` lists them."""
+    # tuple.__new__ makes the named tuples without the Python-level call their
+    # constructor is: a quarter of the time around 20,000 stat calls.
+    new = tuple.__new__
+    files: list[ScannedFile] = []
     folders: list[str] = []
-    with os.scandir(folder) as entries:
+    with os.scandir(prefix) as entries:
         for entry in entries:
             if entry.is_file():  # a file or a link to one (the common case first)
-                st = entry.stat()
-                files.append((entry.name, (st.st_size, st.st_mtime_ns, st.st_ino), st.st_mode))
+                st, name = entry.stat(), entry.name
+                key = (st.st_size, st.st_mtime_ns, st.st_ino)
+                files.append(new(file_type, (rel + name, prefix + name, key, _mode(st.st_mode))))
             elif entry.is_dir(follow_symlinks=False):
                 folders.append(entry.name)
     return files, folders
 
 
 try:
-    # The same listing, made in C with the GIL released and its stat calls on two
-    # threads: a third of the time for a folder of 20,000 files (built at install
-    # where a C compiler is: hatch_build.py).
+    # The same listing made in C, with the GIL released and the stat calls on two
+    # threads: half the time for a folder of 20,000 files (built at install where a C
+    # compiler is: hatch_build.py).
     from modelcycle.core._native import scan_folder as _list_folder
 except ImportError:
     _list_folder = _scandir
@@ -181,7 +178,8 @@ def ingest(
     cached = cache.load(root or "/") if cache and files else {}
     # One pass makes the entry of every file whose stat the cache knows; the entries of
     # the others are made once they are hashed.
-    matched = _match(files, cached, prefix, known_oids, FileEntry)
+    # Without a cache nothing is keyed by path: no file needs to be under ``root``.
+    matched = _match(files, cached, prefix if cache else "", known_oids, FileEntry)
     if matched is None:
         # ``root`` no longer holds the files (a symbolic link on the way was changed
         # between the scan and now): keys cut from their paths would be wrong.
@@ -525,12 +523,10 @@ def folder_changes(path: Path, old: dict[str, str], cache_path: Path) -> FileCha
     cached, cut = _cached_hashes(path, cache_path)
     get = cached.get
     new: dict[str, str] = {}
-    for rel, prefix, files in _walk(path):
-        for name, key, _st_mode in files:
-            hit = get((abspath := prefix + name)[cut:])
-            new[rel + name] = (
-                hit[1] if hit is not None and hit[0] == key else hash_file(abspath, key[0])
-            )
+    for files in _walk(path):
+        for rel, abspath, key, _mode in files:
+            hit = get(abspath[cut:])
+            new[rel] = hit[1] if hit is not None and hit[0] == key else hash_file(abspath, key[0])
     return compare_index(old, new)
 
 
