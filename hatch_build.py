@@ -38,15 +38,15 @@ class NativeBuildHook(BuildHookInterface):  # type: ignore[type-arg]
 
 def compile_native(root: Path) -> Path | None:
     """The built extension module, or None (with the reason said) when it cannot be."""
-    if not sys.platform.startswith("linux") or os.environ.get("MODELCYCLE_PURE_PYTHON"):
-        return None
     source = root / SOURCE
     out = source.with_name("_native" + str(sysconfig.get_config_var("EXT_SUFFIX")))
+    out.unlink(missing_ok=True)  # a build skipped or failed must not leave an older one
+    if not sys.platform.startswith("linux") or os.environ.get("MODELCYCLE_PURE_PYTHON"):
+        return None
     include = sysconfig.get_paths()["include"]
     flags = ["-O2", "-shared", "-fPIC", "-pthread", f"-I{include}", str(source), "-o", str(out)]
     # The compiler Python was built with, else the system's.
     compilers = [shlex.split(str(sysconfig.get_config_var("CC") or "cc")), ["cc"]]
-    out.unlink(missing_ok=True)  # a failed build must not leave an older one in use
     failures = []
     for compiler in compilers:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import stat
 from collections.abc import Iterator
@@ -444,16 +445,17 @@ def test_local_big_files_are_copied_direct_and_whole(
 def test_local_copy_falls_back_to_buffered_where_direct_io_is_refused(
     local: LocalBlobStore, tmp_path: Path, small_direct: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """As on ramfs or many FUSE filesystems, which refuse O_DIRECT with EINVAL."""
     src = tmp_path / "big.bin"
     src.write_bytes(os.urandom((2 << 20) + 1))
-    real_open = os.open
+    real_fcntl = fcntl.fcntl
 
-    def no_direct_io(path: str, flags: int, mode: int = 0o777) -> int:
-        if flags & os.O_DIRECT:
+    def no_direct_io(fd: int, cmd: int, arg: int = 0) -> int:
+        if cmd == fcntl.F_SETFL and arg & os.O_DIRECT:
             raise OSError(errno.EINVAL, "Invalid argument")
-        return real_open(path, flags, mode)
+        return real_fcntl(fd, cmd, arg)
 
-    monkeypatch.setattr(os, "open", no_direct_io)
+    monkeypatch.setattr(fcntl, "fcntl", no_direct_io)
     fd, direct = copying.open_for_copy(str(tmp_path / "probe"), 2 << 20)
     os.close(fd)
     assert not direct
@@ -462,6 +464,8 @@ def test_local_copy_falls_back_to_buffered_where_direct_io_is_refused(
         batch.put_file(src, oid, src.stat().st_size)
     monkeypatch.undo()
     assert local.read_bytes(oid) == src.read_bytes()
+    assert stat.S_IMODE(local.path(oid).stat().st_mode) == 0o444
+    assert list(local.iter_temp_files()) == []
 
 
 @pytest.mark.parametrize("size", [3000, 3 << 20])

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
 from collections.abc import Callable
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 
 import pytest
@@ -214,6 +216,31 @@ def test_the_c_cache_match_agrees_with_python(
         assert [type(e) for e in c_result[0] if e is not None] == [FileEntry] * (
             len(files) - len(c_result[1])
         )
+
+
+def test_the_c_listing_raises_on_a_link_it_cannot_follow(tmp_path: Path) -> None:
+    """A link to nothing is no file; a link that cannot be followed (a loop, a folder
+    without permission) is an error, as DirEntry.is_file() raises it."""
+    (tmp_path / "a.txt").write_bytes(b"a")
+    os.symlink("nowhere", tmp_path / "dangling")
+    files, _ = files_module._list_folder(f"{tmp_path}/", "", files_module.ScannedFile)
+    assert [f.rel for f in files] == ["a.txt"]
+    os.symlink("loop", tmp_path / "loop")
+    for list_folder in (files_module._list_folder, files_module._scandir):
+        with pytest.raises(OSError) as raised:
+            list_folder(f"{tmp_path}/", "", files_module.ScannedFile)
+        assert raised.value.errno == errno.ELOOP
+
+
+def test_the_c_listing_keeps_mtimes_past_2262(tmp_path: Path) -> None:
+    far = tmp_path / "far.txt"
+    far.write_bytes(b"x")
+    year_2300_ns = 10_413_792_000 * 10**9 + 123  # past what 64 bits of nanoseconds hold
+    os.utime(far, ns=(year_2300_ns, year_2300_ns))
+    [c_file], _ = files_module._list_folder(f"{tmp_path}/", "", files_module.ScannedFile)
+    [py_file], _ = files_module._scandir(f"{tmp_path}/", "", files_module.ScannedFile)
+    assert c_file.key == py_file.key
+    assert c_file.key[1] == far.stat().st_mtime_ns > 2**63
 
 
 def test_syncfs_with_and_without_the_c_helpers(tmp_path: Path) -> None:
@@ -743,10 +770,40 @@ def test_the_c_manifest_reader_leaves_other_layouts_to_json() -> None:
     assert file_oids(spaced, "t@1") == {"11", "22"}
     table = b'{"kind":"table","format":"parquet","schema":[],"parts":[]}'
     assert manifest_module._c_file_manifest_oids(table) is None
+    # What json refuses is left to json to refuse, never read as a manifest in C.
+    head = b'{"kind":"files","files":[['
+    for row in (
+        b'"a\x01","11",1,420',  # a raw control character
+        b'"a","11",01,420',  # a leading zero
+        b'"a\\q","11",1,420',  # an escape json does not know
+        b'"a\\u12G4","11",1,420',
+        b'"caf\xc3\xa9","11",1,420',  # raw UTF-8 (json.dumps escapes it)
+    ):
+        data = head + row + b"]]}"
+        assert manifest_module._c_file_manifest_oids(data) is None, data
+        try:
+            json.loads(data)
+        except ValueError:
+            with pytest.raises(IntegrityError, match="unreadable"):
+                file_oids(data, "t@1")
+        else:
+            assert file_oids(data, "t@1") == {"11"}
     with pytest.raises(IntegrityError, match="not a file manifest"):
         file_oids(table, "t@1")
     with pytest.raises(IntegrityError, match="unreadable"):
         file_oids(b'{"kind":"files","files":[["a","1",1]]}', "t@1")
+
+
+def test_the_c_manifest_encoder_holds_its_rows_while_escaping() -> None:
+    rows = [FileEntry(f"ü{n}", "ab", n, 0o644) for n in range(100)]
+    expected = manifest_module._json_file_rows(list(rows))
+    work = list(rows)
+
+    def escape_and_meddle(s: str) -> str:
+        work.clear()  # Python code run in the middle of the encoding
+        return encode_basestring_ascii(s)
+
+    assert manifest_module._c_encode_file_rows(work, escape_and_meddle) == expected
 
 
 def test_the_c_manifest_encoder_refuses_rows_of_another_shape() -> None:

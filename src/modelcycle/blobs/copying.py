@@ -29,14 +29,18 @@ _ALIGN = 4096  # direct writes need offsets, sizes and buffers aligned to the di
 
 def open_for_copy(path: str, size: int) -> tuple[int, bool]:
     """A new file at ``path`` (read-only once closed), and whether it writes direct."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
     if size >= DIRECT_MIN and hasattr(os, "O_DIRECT"):
+        # Switched on after the file is made: opening with O_DIRECT where a filesystem
+        # has none would create the file, read-only, and then refuse to open it.
         try:
-            return os.open(path, flags | os.O_DIRECT, 0o444), True
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_DIRECT)
+            return fd, True
         except OSError as e:
             if e.errno != errno.EINVAL:  # EINVAL: this filesystem has no direct I/O
+                os.close(fd)
                 raise
-    return os.open(path, flags, 0o444), False
+    return fd, False
 
 
 def copy_hashing(src: str | os.PathLike[str], fd_out: int, direct: bool) -> tuple[str, int]:

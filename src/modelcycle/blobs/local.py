@@ -267,15 +267,21 @@ class LocalBatch(BlobBatch):
             finally:
                 os.close(fd)
         except OSError as e:
-            _unlink(tmp)
+            self._forget(oid, tmp)
             raise storage_error(e, self.store.root) from e
         if digest != oid:
-            _unlink(tmp)
+            self._forget(oid, tmp)
             raise InputDataError(
                 f"{os.fspath(path)} changed while it was being added",
                 hint="add it again once nothing else is writing to it",
             )
         return PutResult(oid, copied, added=True)
+
+    def _forget(self, oid: str, tmp: str) -> None:
+        """Drop the blob ``oid`` whose write to ``tmp`` failed."""
+        _unlink(tmp)
+        with self._lock:
+            self._pending.pop(oid, None)
 
     def put_bytes(self, data: bytes, oid: str | None = None) -> PutResult:
         oid = oid or hash_bytes(data)
@@ -291,7 +297,7 @@ class LocalBatch(BlobBatch):
             finally:
                 os.close(fd)
         except OSError as e:
-            _unlink(tmp)
+            self._forget(oid, tmp)
             raise storage_error(e, self.store.root) from e
         return PutResult(oid, len(data), added=True)
 

@@ -22,6 +22,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -50,6 +51,18 @@ typedef struct {
 
 /* Classify one entry as os.DirEntry.is_file() / is_dir(follow_symlinks=False) do, and
  * stat it as DirEntry.stat() does (following a link to a file). */
+/* An entry whose stat failed with err: as os.DirEntry.is_file() does, a link to nothing
+ * (ENOENT) is no file; any other failure (EACCES, ELOOP, a regular file gone) is an
+ * error for the caller to raise. */
+static void stat_failed(entry_t *e, int err) {
+    if (err == ENOENT && e->d_type != DT_REG) {
+        e->kind = KIND_OTHER;
+        return;
+    }
+    e->kind = KIND_FILE;
+    e->error = err;
+}
+
 static void stat_entry(int dfd, entry_t *e) {
     if (e->d_type == DT_DIR) {
         e->kind = KIND_DIR;
@@ -58,7 +71,7 @@ static void stat_entry(int dfd, entry_t *e) {
     if (e->d_type == DT_UNKNOWN) {
         struct stat lst;
         if (fstatat(dfd, e->name, &lst, AT_SYMLINK_NOFOLLOW) != 0) {
-            e->kind = KIND_OTHER; /* gone since the folder was read: as os.scandir skips it */
+            stat_failed(e, errno);
             return;
         }
         if (S_ISDIR(lst.st_mode)) {
@@ -79,13 +92,28 @@ static void stat_entry(int dfd, entry_t *e) {
         return;
     }
     if (fstatat(dfd, e->name, &e->st, 0) != 0) {
-        /* A link to nothing is not a file; a regular file that vanished is an error
-         * for the caller to report, as DirEntry.stat() raises it. */
-        e->kind = (e->d_type == DT_REG) ? KIND_FILE : KIND_OTHER;
-        e->error = (e->d_type == DT_REG) ? errno : 0;
+        stat_failed(e, errno);
         return;
     }
     e->kind = S_ISREG(e->st.st_mode) ? KIND_FILE : KIND_OTHER;
+}
+
+/* st_mtime_ns as os.stat gives it, past the year 2262 too. */
+static PyObject *mtime_ns(const struct stat *st) {
+    long long ns;
+    if (!__builtin_mul_overflow((long long)st->st_mtim.tv_sec, 1000000000LL, &ns) &&
+        !__builtin_add_overflow(ns, (long long)st->st_mtim.tv_nsec, &ns))
+        return PyLong_FromLongLong(ns);
+    PyObject *sec = PyLong_FromLongLong((long long)st->st_mtim.tv_sec);
+    PyObject *billion = PyLong_FromLong(1000000000L);
+    PyObject *nsec = PyLong_FromLong(st->st_mtim.tv_nsec);
+    PyObject *scaled = sec && billion ? PyNumber_Multiply(sec, billion) : NULL;
+    PyObject *result = scaled && nsec ? PyNumber_Add(scaled, nsec) : NULL;
+    Py_XDECREF(sec);
+    Py_XDECREF(billion);
+    Py_XDECREF(nsec);
+    Py_XDECREF(scaled);
+    return result;
 }
 
 static void *run_job(void *arg) {
@@ -230,10 +258,8 @@ static PyObject *scan_folder(PyObject *Py_UNUSED(self), PyObject *args) {
         if (e->kind == KIND_DIR) {
             failed = PyList_Append(folders, name);
         } else {
-            long long mtime_ns =
-                (long long)e->st.st_mtim.tv_sec * 1000000000LL + e->st.st_mtim.tv_nsec;
             PyObject *key_items[3] = {PyLong_FromLongLong((long long)e->st.st_size),
-                                      PyLong_FromLongLong(mtime_ns),
+                                      mtime_ns(&e->st),
                                       PyLong_FromUnsignedLongLong(e->st.st_ino)};
             PyObject *key = NULL;
             if (key_items[0] && key_items[1] && key_items[2]) {
@@ -346,11 +372,15 @@ static PyObject *encode_file_rows(PyObject *Py_UNUSED(self), PyObject *args) {
     PyObject *rows, *escape;
     if (!PyArg_ParseTuple(args, "O!O", &PyList_Type, &rows, &escape))
         return NULL;
+    /* A tuple of the rows: escape runs Python code, which must not pull a row away. */
+    PyObject *held = PyList_AsTuple(rows);
+    if (held == NULL)
+        return NULL;
     buffer_t b = {NULL, 0, 0};
     int failed = put(&b, "{\"kind\":\"files\",\"files\":[", 25);
-    Py_ssize_t n = PyList_GET_SIZE(rows);
+    Py_ssize_t n = PyTuple_GET_SIZE(held);
     for (Py_ssize_t i = 0; !failed && i < n; i++) {
-        PyObject *row = PyList_GET_ITEM(rows, i);
+        PyObject *row = PyTuple_GET_ITEM(held, i);
         if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) != 4 ||
             !PyLong_Check(PyTuple_GET_ITEM(row, 2)) || !PyLong_Check(PyTuple_GET_ITEM(row, 3))) {
             PyErr_SetString(PyExc_TypeError, "a manifest row is (path, oid, size, mode)");
@@ -366,29 +396,48 @@ static PyObject *encode_file_rows(PyObject *Py_UNUSED(self), PyObject *args) {
     failed = failed || put(&b, "]}", 2);
     PyObject *result = failed ? NULL : PyBytes_FromStringAndSize(b.data, (Py_ssize_t)b.len);
     free(b.data);
+    Py_DECREF(held);
     return result;
 }
 
 /* --- file_manifest_oids ---------------------------------------------------------- */
 
 /* The end of the JSON string starting at p (at its opening quote), or NULL. */
+/* The end of the JSON string starting at p (at its opening quote), or NULL where it is
+ * not one json.dumps(ensure_ascii=True) writes: printable ASCII and valid escapes only,
+ * so that whatever json would refuse is left to json to refuse. */
 static const char *skip_string(const char *p, const char *end) {
     if (p >= end || *p != '"')
         return NULL;
     for (p++; p < end; p++) {
-        if (*p == '\\')
-            p++;
-        else if (*p == '"')
+        unsigned char c = (unsigned char)*p;
+        if (c == '"')
             return p + 1;
+        if (c < 0x20 || c >= 0x7f)
+            return NULL;
+        if (c != '\\')
+            continue;
+        if (++p >= end)
+            return NULL;
+        if (*p == 'u') {
+            for (int k = 0; k < 4; k++)
+                if (++p >= end || !isxdigit((unsigned char)*p))
+                    return NULL;
+        } else if (!strchr("\"\\/bfnrt", *p) || *p == '\0') {
+            return NULL;
+        }
     }
     return NULL;
 }
 
+/* The end of the digits at p: a JSON integer of no leading zeros, or NULL. */
 static const char *skip_digits(const char *p, const char *end) {
     const char *start = p;
     while (p < end && *p >= '0' && *p <= '9')
         p++;
-    return p > start ? p : NULL;
+    if (p == start || (*start == '0' && p - start > 1))
+        return NULL;
+    return p;
 }
 
 static PyObject *file_manifest_oids(PyObject *Py_UNUSED(self), PyObject *arg) {
@@ -464,14 +513,19 @@ static PyObject *match_cached(PyObject *Py_UNUSED(self), PyObject *args) {
         PyErr_SetString(PyExc_TypeError, "entry_type must be a tuple type");
         return NULL;
     }
-    Py_ssize_t n = PyList_GET_SIZE(files), cut = PyUnicode_GET_LENGTH(prefix);
+    /* Held: comparing keys may run Python code, which must not free what is in use. */
+    PyObject *held = PyList_AsTuple(files), *hit = NULL;
+    if (held == NULL)
+        return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(held), cut = PyUnicode_GET_LENGTH(prefix);
     Py_ssize_t named = 0;
     PyObject *entries = PyList_New(n), *todo = PyList_New(0), *unstored = PyList_New(0);
     PyObject *result = NULL;
     if (entries == NULL || todo == NULL || unstored == NULL)
         goto done;
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *f = PyList_GET_ITEM(files, i);
+        Py_CLEAR(hit);
+        PyObject *f = PyTuple_GET_ITEM(held, i);
         if (!PyTuple_Check(f) || PyTuple_GET_SIZE(f) != 4 ||
             !PyUnicode_Check(PyTuple_GET_ITEM(f, 0)) || !PyUnicode_Check(PyTuple_GET_ITEM(f, 1)) ||
             !PyTuple_Check(PyTuple_GET_ITEM(f, 2)) || PyTuple_GET_SIZE(PyTuple_GET_ITEM(f, 2)) < 1) {
@@ -500,10 +554,11 @@ static PyObject *match_cached(PyObject *Py_UNUSED(self), PyObject *args) {
         } else if ((name = PyUnicode_Substring(abspath, cut, len)) == NULL) {
             goto done;
         }
-        PyObject *hit = PyDict_GetItemWithError(cached, name);
+        hit = PyDict_GetItemWithError(cached, name);
         Py_DECREF(name);
         if (hit == NULL && PyErr_Occurred())
             goto done;
+        Py_XINCREF(hit);
         int fresh = 0;
         if (hit != NULL && PyTuple_Check(hit) && PyTuple_GET_SIZE(hit) == 2) {
             fresh = PyObject_RichCompareBool(PyTuple_GET_ITEM(hit, 0), key, Py_EQ);
@@ -535,6 +590,8 @@ static PyObject *match_cached(PyObject *Py_UNUSED(self), PyObject *args) {
     result = Py_BuildValue("(OOOn)", entries, todo, unstored, named);
 done:
     /* Slots of entries never reached are NULL, which list deallocation skips. */
+    Py_XDECREF(hit);
+    Py_DECREF(held);
     Py_XDECREF(entries);
     Py_XDECREF(todo);
     Py_XDECREF(unstored);
