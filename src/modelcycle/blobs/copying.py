@@ -53,7 +53,7 @@ def copy_hashing(src: str | os.PathLike[str], fd_out: int, direct: bool) -> tupl
         total = 0
         while chunk := os.read(fd_in, _CHUNK):
             h.update(chunk)
-            _write_all(fd_out, memoryview(chunk))
+            write_all(fd_out, memoryview(chunk))
             total += len(chunk)
         return h.hexdigest(), total
     finally:
@@ -117,6 +117,7 @@ def _buffered(fd: int) -> None:
     fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_DIRECT)
 
 
-def _write_all(fd: int, view: memoryview) -> None:
+def write_all(fd: int, view: memoryview) -> None:
+    """Write all of ``view`` to ``fd`` (a write may take less than it is given)."""
     while view:
         view = view[os.write(fd, view) :]

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from modelcycle.blobs.base import BlobBatch, BlobStore, PutResult, shard
-from modelcycle.blobs.copying import copy_hashing, open_for_copy
+from modelcycle.blobs.copying import copy_hashing, open_for_copy, write_all
 from modelcycle.core.errors import InputDataError, StorageError
 from modelcycle.core.hashing import hash_bytes
 
@@ -291,9 +291,7 @@ class LocalBatch(BlobBatch):
         try:
             fd = self._open_tmp(tmp)
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
+                write_all(fd, memoryview(data))
             finally:
                 os.close(fd)
         except OSError as e:

@@ -197,9 +197,13 @@ static int by_name(const void *a, const void *b) {
     return strcmp(((const entry_t *)a)->name, ((const entry_t *)b)->name);
 }
 
-/* A new instance of the tuple type `type` holding the n items (references stolen). */
+/* A new instance of the tuple type `type` holding the n items (references stolen), or
+ * NULL when any item is NULL (the others are released) or the allocation fails. */
 static PyObject *new_tuple(PyTypeObject *type, PyObject **items, Py_ssize_t n) {
-    PyObject *t = type->tp_alloc(type, n);
+    int complete = 1;
+    for (Py_ssize_t k = 0; k < n; k++)
+        complete = complete && items[k] != NULL;
+    PyObject *t = complete ? type->tp_alloc(type, n) : NULL;
     for (Py_ssize_t k = 0; k < n; k++) {
         if (t == NULL)
             Py_XDECREF(items[k]);
@@ -261,25 +265,12 @@ static PyObject *scan_folder(PyObject *Py_UNUSED(self), PyObject *args) {
             PyObject *key_items[3] = {PyLong_FromLongLong((long long)e->st.st_size),
                                       mtime_ns(&e->st),
                                       PyLong_FromUnsignedLongLong(e->st.st_ino)};
-            PyObject *key = NULL;
-            if (key_items[0] && key_items[1] && key_items[2]) {
-                key = new_tuple(&PyTuple_Type, key_items, 3);
-            } else {
-                for (int k = 0; k < 3; k++)
-                    Py_XDECREF(key_items[k]);
-            }
             /* (rel path, absolute path, stat key, mode): only the owner's execute bit
              * is kept, as modelcycle.data.files does */
             PyObject *items[4] = {PyUnicode_Concat(rel, name), PyUnicode_Concat(prefix, name),
-                                  key,
+                                  new_tuple(&PyTuple_Type, key_items, 3),
                                   PyLong_FromLong((e->st.st_mode & S_IXUSR) ? 0755 : 0644)};
-            PyObject *item = NULL;
-            if (items[0] && items[1] && items[2] && items[3]) {
-                item = new_tuple(file_type, items, 4);
-            } else {
-                for (int k = 0; k < 4; k++)
-                    Py_XDECREF(items[k]);
-            }
+            PyObject *item = new_tuple(file_type, items, 4);
             failed = item == NULL || PyList_Append(files, item) != 0;
             Py_XDECREF(item);
         }
@@ -574,14 +565,12 @@ static PyObject *match_cached(PyObject *Py_UNUSED(self), PyObject *args) {
             continue;
         }
         PyObject *oid = PyTuple_GET_ITEM(hit, 1);
-        PyObject *entry = entry_type->tp_alloc(entry_type, 4);
+        PyObject *items[4] = {rel, oid, PyTuple_GET_ITEM(key, 0), mode};
+        for (int k = 0; k < 4; k++)
+            Py_INCREF(items[k]);
+        PyObject *entry = new_tuple(entry_type, items, 4);
         if (entry == NULL)
             goto done;
-        PyObject *items[4] = {rel, oid, PyTuple_GET_ITEM(key, 0), mode};
-        for (int k = 0; k < 4; k++) {
-            Py_INCREF(items[k]);
-            PyTuple_SET_ITEM(entry, k, items[k]);
-        }
         PyList_SET_ITEM(entries, i, entry);
         int stored = PySet_Contains(known, oid);
         if (stored < 0 || (!stored && append_index(unstored, i)))

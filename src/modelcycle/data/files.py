@@ -187,10 +187,10 @@ def ingest(
         cache, cached = None, {}
         matched = _match(files, cached, "", known_oids, FileEntry)
         assert matched is not None
-    entries: list[FileEntry | None] = matched[0]
-    todo: list[int] = matched[1]  # to hash (and store unless known)
-    unstored: list[int] = matched[2]  # hash known from the cache, but maybe not stored
-    named = matched[3]  # files whose path the cache knows, with the same stat or not
+    # todo: files to hash (and store unless known); unstored: files whose hash the cache
+    # knows but whose blob may not be stored; named: files whose path the cache knows,
+    # with the same stat or not.
+    entries, todo, unstored, named = matched
     # Paths the cache knows that are no longer here (rare: compared only then).
     gone: set[str] = set()
     if whole_folder and named < len(cached):
